@@ -1,0 +1,86 @@
+"""Loader for the ICT-FaceKit Light model (repacked ``ict_facekit_light.npz``; see its SOURCE.md).
+
+Identity modes are unit-variance PCA displacements; the first 53 expressions are ARKit-named blendshapes
+whose weights live in [0, 1].  The face region (vertices 0..9408) is used for fitting; the full head,
+eyes and mouth interior stay available for output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fit3dmm.models.face_model import FaceModel, FaceModelAssets, file_checksum, quads_to_triangles
+
+ICT_NPZ = "ict_facekit_light.npz"
+ICT_FACE_VERTICES = 9409  # vertices 0..9408 are the face region
+ICT_NUM_ARKIT = 53  # the expressions the repository's own loader uses; 4 extras follow in the npz
+
+
+def contour_candidates(
+    mean: np.ndarray, landmarks68: np.ndarray, region: np.ndarray, band: float = 0.35
+) -> list[np.ndarray]:
+    """Candidate vertices for dynamic landmark marching of the 17 jaw landmarks.
+
+    For jaw landmark j (not the chin, j = 8) the candidates are the face-region vertices in a horizontal
+    slice |y − y_j| < ``band`` (cm) on the same side (sign of x), from 3 cm behind to 6 cm in front of the
+    landmark in depth: the slice of cheek and jaw across which the silhouette moves when the head yaws.
+    Returns 17 int64 arrays (empty for the chin).
+    """
+    pts = mean[region]
+    lines: list[np.ndarray] = []
+    for j in range(17):
+        if j == 8:
+            lines.append(np.zeros(0, dtype=np.int64))
+            continue
+        x, y, z = mean[landmarks68[j]]
+        side = np.sign(x)
+        keep = (np.abs(pts[:, 1] - y) < band) & (pts[:, 0] * side > 0.15 * abs(x))
+        keep &= (pts[:, 2] > z - 3.0) & (pts[:, 2] < z + 6.0)
+        cand = region[keep]
+        lines.append(np.union1d(cand, [landmarks68[j]]).astype(np.int64))
+    return lines
+
+
+def load_ict(directory: str | Path, *, num_identity: int = 100, extra_expressions: bool = False) -> FaceModel:
+    """Load ICT-FaceKit Light from a folder holding ``ict_facekit_light.npz``.
+
+    Args:
+        directory: folder with the npz (a model folder found by :mod:`fit3dmm.models.store`).
+        num_identity: how many identity modes to keep (≤ 100).
+        extra_expressions: also keep the 4 shapes the repository's loader ignores (pupils, cheek raisers).
+    """
+    path = Path(directory) / ICT_NPZ
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no ICT-FaceKit npz here")
+    try:
+        data = np.load(path)
+        neutral = data["neutral"]
+        identity = data["identity"][:num_identity]
+        n_exp = len(data["expression_names"]) if extra_expressions else ICT_NUM_ARKIT
+        expression = data["expression"][:n_exp]
+        names = [str(n) for n in data["expression_names"][:n_exp]]
+        faces = data["faces"]
+        faces_uv = data["faces_uv"]
+        uv = data["uv"]
+        landmarks = data["landmarks_multipie68"]
+    except (KeyError, ValueError, OSError) as exc:
+        raise ValueError(f"{path}: not a valid ICT-FaceKit npz ({exc})") from exc
+    region = np.arange(ICT_FACE_VERTICES)
+    return FaceModel(
+        "ict",
+        neutral,
+        identity,
+        expression,
+        quads_to_triangles(faces),
+        landmarks,
+        expression_names=names,
+        expression_range=(0.0, 1.0),
+        face_vertices=region,
+        contour_lines=contour_candidates(neutral, landmarks, region),
+        assets=FaceModelAssets(),
+        uv=uv,
+        triangles_uv=quads_to_triangles(faces_uv),
+        checksum=file_checksum(str(path)),
+    )
