@@ -18,6 +18,8 @@ class FitResult:
         coefficients: by name: ``identity`` (B, K), ``expression`` (B, E), ``rotation`` (B, 3) axis-angle,
             ``translation`` (B, 3) cm, optionally ``albedo`` (B, Ka) and ``lighting`` (B, 27) SH.
         vertices: (B, V, 3) full-model vertices in model space (cm), before the rigid motion.
+        triangles: (T, 3) the full model's triangles.
+        face_triangles: (T', 3) the triangles of the fitted face region (full-model indices), for overlays.
         vertices_cam: (B, V, 3) the same in camera space (cm).
         vertices_photo: (B, V, 2) full-model vertices projected into photo pixels.
         rotation: (B, 3, 3) model→camera rotation.
@@ -37,6 +39,8 @@ class FitResult:
 
     coefficients: dict[str, Tensor]
     vertices: Tensor
+    triangles: Tensor
+    face_triangles: Tensor
     vertices_cam: Tensor
     vertices_photo: Tensor
     rotation: Tensor

@@ -220,6 +220,47 @@ class FaceModel(nn.Module):
         mask[self.face_vertices] = True
         return self.triangles[mask[self.triangles].all(dim=1)]
 
+    def region(self) -> FaceModel:
+        """The same model restricted to ``face_vertices`` (what fitting optimises), indices remapped.
+
+        Triangles with a vertex outside the region are dropped; landmarks, contour candidates, part labels
+        and dense landmarks are remapped (those outside the region become -1 / are dropped).  The
+        returned model's ``face_vertices`` is ``arange(V')`` and ``parent_vertices`` maps back.
+        """
+        keep = self.face_vertices.cpu().numpy()
+        remap = np.full(self.num_vertices, -1, dtype=np.int64)
+        remap[keep] = np.arange(len(keep))
+        tri = remap[self.triangles.cpu().numpy()]
+        tri = tri[(tri >= 0).all(axis=1)]
+        lmk = remap[self.landmarks68.cpu().numpy()]
+        if (lmk < 0).any():
+            raise ValueError(f"{self.name}: some of the 68 landmarks lie outside the face region")
+        assets = FaceModelAssets(
+            part_labels=None if self.assets.part_labels is None else self.assets.part_labels[keep],
+            dense_landmarks=None if self.assets.dense_landmarks is None else np.where(
+                self.assets.dense_landmarks >= 0, remap[np.maximum(self.assets.dense_landmarks, 0)], -1),
+            source=dict(self.assets.source),
+        )
+        sub = FaceModel(
+            self.name,
+            self.mean[keep].cpu().numpy(),
+            self.identity_basis[:, keep].cpu().numpy(),
+            self.expression_basis[:, keep].cpu().numpy(),
+            tri,
+            lmk,
+            expression_names=self.expression_names,
+            expression_range=self.expression_range,
+            identity_std=self.identity_std.cpu().numpy(),
+            expression_std=self.expression_std.cpu().numpy(),
+            albedo_mean=None if self.albedo_mean is None else self.albedo_mean[keep].cpu().numpy(),
+            albedo_basis=None if self.albedo_basis is None else self.albedo_basis[:, keep].cpu().numpy(),
+            contour_lines=[remap[c][remap[c] >= 0] for c in self.contour_lines],
+            assets=assets,
+            checksum=self.checksum,
+        )
+        sub.parent_vertices = torch.as_tensor(keep, device=self.mean.device)
+        return sub.to(self.mean.device)
+
     def describe(self) -> dict[str, object]:
         """A JSON-friendly summary (name, sizes, checksum)."""
         return {

@@ -1,8 +1,9 @@
 """Loader for the ICT-FaceKit Light model (repacked ``ict_facekit_light.npz``; see its SOURCE.md).
 
 Identity modes are unit-variance PCA displacements; the first 53 expressions are ARKit-named blendshapes
-whose weights live in [0, 1].  The face region (vertices 0..9408) is used for fitting; the full head,
-eyes and mouth interior stay available for output.
+whose weights live in [0, 1].  The face region (vertices 0..9408) plus the two eyeballs is used for
+fitting; the full head and mouth interior stay available for output.  The transparent eye layers and the
+eyelashes (polygons 24692..26383) are left out of the triangles (their vertices stay, unused).
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from fit3dmm.models.face_model import FaceModel, FaceModelAssets, file_checksum,
 
 ICT_NPZ = "ict_facekit_light.npz"
 ICT_FACE_VERTICES = 9409  # vertices 0..9408 are the face region
+ICT_EYEBALLS = (21451, 24591)  # both eyeballs (sclera and iris), vertices 21451..24590
+# polygons from 24692 on are the lacrimal fluid, eye blend, eye occlusion and eyelash layers: thin shells
+# meant for transparent shading that would hide the eyes in an opaque render or mesh viewer; not drawn
+ICT_OPAQUE_POLYGONS = 24692
 ICT_NUM_ARKIT = 53  # the expressions the repository's own loader uses; 4 extras follow in the npz
 
 
@@ -24,8 +29,9 @@ def contour_candidates(
     """Candidate vertices for dynamic landmark marching of the 17 jaw landmarks.
 
     For jaw landmark j (not the chin, j = 8) the candidates are the face-region vertices in a horizontal
-    slice |y − y_j| < ``band`` (cm) on the same side (sign of x), from 3 cm behind to 6 cm in front of the
-    landmark in depth: the slice of cheek and jaw across which the silhouette moves when the head yaws.
+    slice |y − y_j| < ``band`` (cm) on the same side (sign of x), from the landmark's depth to 6 cm in
+    front of it: the slice of cheek across which the silhouette moves forward when that side of the head
+    turns away from the camera (in a frontal view the landmark itself is the outermost of them).
     Returns 17 int64 arrays (empty for the chin).
     """
     pts = mean[region]
@@ -37,7 +43,7 @@ def contour_candidates(
         x, y, z = mean[landmarks68[j]]
         side = np.sign(x)
         keep = (np.abs(pts[:, 1] - y) < band) & (pts[:, 0] * side > 0.15 * abs(x))
-        keep &= (pts[:, 2] > z - 3.0) & (pts[:, 2] < z + 6.0)
+        keep &= (pts[:, 2] >= z) & (pts[:, 2] < z + 6.0)
         cand = region[keep]
         lines.append(np.union1d(cand, [landmarks68[j]]).astype(np.int64))
     return lines
@@ -61,13 +67,16 @@ def load_ict(directory: str | Path, *, num_identity: int = 100, extra_expression
         n_exp = len(data["expression_names"]) if extra_expressions else ICT_NUM_ARKIT
         expression = data["expression"][:n_exp]
         names = [str(n) for n in data["expression_names"][:n_exp]]
-        faces = data["faces"]
-        faces_uv = data["faces_uv"]
+        faces = data["faces"][:ICT_OPAQUE_POLYGONS]
+        faces_uv = data["faces_uv"][:ICT_OPAQUE_POLYGONS]
         uv = data["uv"]
         landmarks = data["landmarks_multipie68"]
     except (KeyError, ValueError, OSError) as exc:
         raise ValueError(f"{path}: not a valid ICT-FaceKit npz ({exc})") from exc
-    region = np.arange(ICT_FACE_VERTICES)
+    face = np.arange(ICT_FACE_VERTICES)
+    # the fitted region is the face plus the eyeballs: the face mesh is open at the eyes, and the eye parts
+    # of PRDL need the vertices seen through that opening (sclera and iris), not only the eyelid rims
+    region = np.concatenate([face, np.arange(*ICT_EYEBALLS)])
     return FaceModel(
         "ict",
         neutral,
@@ -78,7 +87,7 @@ def load_ict(directory: str | Path, *, num_identity: int = 100, extra_expression
         expression_names=names,
         expression_range=(0.0, 1.0),
         face_vertices=region,
-        contour_lines=contour_candidates(neutral, landmarks, region),
+        contour_lines=contour_candidates(neutral, landmarks, face),
         assets=FaceModelAssets(),
         uv=uv,
         triangles_uv=quads_to_triangles(faces_uv),

@@ -1,0 +1,166 @@
+"""The public Python API: photo(s) in, :class:`~fit3dmm.fitting.result.FitResult` out.
+
+The command line calls exactly these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fit3dmm.fitting.engine import FitConfig, fit_observation
+from fit3dmm.fitting.result import FitResult
+from fit3dmm.losses.registry import loss_class, parse_losses
+from fit3dmm.models.annotate import ensure_annotations
+from fit3dmm.models.face_model import FaceModel
+from fit3dmm.models.store import load_model
+from fit3dmm.observe.detect import LandmarkDetector, NoFaceError, get_detector
+from fit3dmm.observe.image import load_image
+from fit3dmm.observe.labelmaps import load_label_map
+from fit3dmm.observe.observation import Observation
+from fit3dmm.observe.observe import observe_face
+from fit3dmm.observe.points import DEFAULT_COUNTS
+from fit3dmm.observe.segment import segment_observation
+
+# the paper's loss set without the perceptual term (face-recognition weights cannot be shipped); the
+# photometric term joins for models with an albedo
+DEFAULT_LOSSES = "prdl,lmk,reg"
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
+    return device
+
+
+def default_losses(model: FaceModel) -> str:
+    """The paper's loss set: PRDL + landmarks + regulariser, plus the photometric term with an albedo."""
+    return DEFAULT_LOSSES + (",pho" if model.has_albedo else "")
+
+
+def needs_parts(weights: dict[str, float]) -> bool:
+    """Whether any selected loss needs part masks or point sets (and so part annotations on the model)."""
+    return any({"masks", "points"} & set(loss_class(name).needs) for name in weights)
+
+
+def part_targets(seg: str | Path | None = None, seg_format: str | None = None,
+                 counts: dict[str, int] | None = None) -> Callable[[Observation, np.ndarray], Observation]:
+    """A ``segmentation`` step for :func:`observe`/:func:`fit`: the built-in landmark segmenter, or the
+    label map ``seg`` of the photo in convention ``seg_format`` (checked against the photo's size)."""
+    if (seg is None) != (seg_format is None):
+        raise ValueError("--seg and --seg-format go together")
+
+    def add_targets(observation: Observation, photo: np.ndarray) -> Observation:
+        parts = None if seg is None else load_label_map(seg, seg_format, photo.shape[:2])
+        return segment_observation(observation, parts, counts or DEFAULT_COUNTS)
+
+    return add_targets
+
+
+def observe(
+    image: str | Path | np.ndarray,
+    *,
+    detector: LandmarkDetector | None = None,
+    size: int = 224,
+    faces: str = "largest",
+    name: str | None = None,
+    segmentation: Callable[[Observation, np.ndarray], Observation] | None = None,
+) -> list[Observation]:
+    """Detect the faces of one photo and build one Observation (B = 1) per face.
+
+    Args:
+        image: a path or an (H, W, 3) uint8 RGB array.
+        detector: a landmark backend (default mediapipe).
+        size: working crop size.
+        faces: ``"largest"`` or ``"all"``.
+        segmentation: adds part masks and point sets to an Observation given the photo (see
+            :mod:`fit3dmm.observe.segment`); None keeps landmarks only.
+    Raises:
+        NoFaceError: no face in the photo (the message names the file).
+    """
+    if faces not in ("largest", "all"):
+        raise ValueError(f"faces must be 'largest' or 'all', got {faces!r}")
+    label = name or (str(image) if not isinstance(image, np.ndarray) else "image")
+    photo = load_image(image) if not isinstance(image, np.ndarray) else image
+    own = detector is None
+    detector = detector or get_detector("mediapipe")
+    try:
+        found = detector.detect(photo)
+    finally:
+        if own:
+            detector.close()
+    if not found:
+        raise NoFaceError(f"{label}: no face found")
+    if faces == "largest":
+        found = found[:1]
+    out = []
+    for index, det in enumerate(found):
+        obs = observe_face(photo, det, size=size, name=f"{label}#{index}")
+        if segmentation is not None:
+            obs = segmentation(obs, photo)
+        out.append(obs)
+    return out
+
+
+def fit(
+    images: str | Path | np.ndarray | Sequence[str | Path | np.ndarray] | Observation,
+    *,
+    model: str | FaceModel = "ict",
+    losses: str | Sequence[str] | None = None,
+    weights: dict[str, float] | None = None,
+    config: FitConfig | None = None,
+    size: int = 224,
+    device: str | torch.device | None = "auto",
+    detector: LandmarkDetector | None = None,
+    segmentation: Callable[[Observation, np.ndarray], Observation] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> FitResult:
+    """Reconstruct the largest face of each image (batched: B images fitted together).
+
+    Args:
+        images: one or several photos (paths or RGB arrays), or a ready Observation.
+        model: a model name/path for :func:`fit3dmm.models.store.load_model`, or a FaceModel.
+        losses: e.g. ``"prdl,lmk,reg"``; default: the paper's set when the model has part annotations.
+        weights: overrides of the default loss weights.
+        config: iterations and learning rates.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    """
+    dev = resolve_device(device)
+    face_model = load_model(model) if not isinstance(model, FaceModel) else model
+    face_model = face_model.to(dev)
+    selected = parse_losses(losses or default_losses(face_model), weights)
+    if needs_parts(selected):
+        ensure_annotations(face_model)
+        segmentation = segmentation or part_targets()
+    if isinstance(images, Observation):
+        observation = images
+    else:
+        items = [images] if isinstance(images, str | Path | np.ndarray) else list(images)
+        if not items:
+            raise ValueError("no image given")
+        own = detector is None
+        detector = detector or get_detector("mediapipe")
+        try:
+            observations = [observe(i, detector=detector, size=size, segmentation=segmentation)[0]
+                            for i in items]
+        finally:
+            if own:
+                detector.close()
+        observation = Observation.stack(observations)
+    return fit_observation(face_model, observation, selected, config, progress=progress)
+
+
+def landmark_error(result: FitResult, index: int = 0) -> float:
+    """Mean distance in photo pixels between the fitted model's projected 68 landmarks and the detected ones."""
+    obs = result.observation
+    if obs.landmarks68 is None:
+        raise ValueError("the observation has no detected landmarks")
+    detected = obs.crop_points_to_photo(obs.landmarks68.to(result.landmarks68_photo.dtype))
+    return float((result.landmarks68_photo[index] - detected[index]).norm(dim=-1).mean())

@@ -1,0 +1,62 @@
+"""Options and helpers shared by the commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+import click
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the command with a one-line error and exit code 1."""
+    raise click.ClickException(message)
+
+
+def _parse_weights(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, float]:
+    from fit3dmm.losses.registry import parse_weight_options
+
+    try:
+        return parse_weight_options(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def loss_options(func: Callable) -> Callable:
+    """``--loss LIST`` and repeatable ``--weight NAME=VALUE``."""
+    func = click.option("--weight", "weights", multiple=True, callback=_parse_weights,
+                        help="Override a loss weight, e.g. --weight prdl=0.8e-3 (repeatable).")(func)
+    return click.option("--loss", "losses", default=None,
+                        help="Comma-separated losses among lmk, reg, pho, prdl, softras, icp, icp_rev, chamfer, "
+                             "dcd. Default: prdl,lmk,reg when the model has part annotations, else lmk,reg.")(func)
+
+
+def model_option(func: Callable) -> Callable:
+    """``--model NAME|PATH``."""
+    return click.option("--model", default="ict", show_default=True,
+                        help="Face model name (ict, bfm2009, 3ddfa_v3) or a model folder/file.")(func)
+
+
+@contextmanager
+def progress_bar(quiet: bool, label: str) -> Iterator[Callable[[int, int, float], None] | None]:
+    """A tqdm bar fed by the fitting engine's ``progress(step, total, loss)`` callback (None when quiet)."""
+    import sys
+
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=1, desc=label, unit="it", leave=False, dynamic_ncols=True)
+
+    def report(step: int, total: int, loss: float) -> None:
+        bar.total = total
+        bar.n = step
+        bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+        bar.refresh()
+
+    try:
+        yield report
+    finally:
+        bar.close()

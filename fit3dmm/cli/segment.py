@@ -1,0 +1,74 @@
+"""``fit3dmm segment``: the facial part segmentation of a photo (the PRDL target), as images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fit3dmm.cli.common import fail
+from fit3dmm.observe.labelmaps import FORMATS
+
+
+@click.command()
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Colour-coded part map (PNG) in photo resolution; the overlay goes to <stem>_overlay.png.")
+@click.option("--seg", "seg", type=click.Path(path_type=Path), default=None,
+              help="A label map of the photo from another face parser, used instead of the built-in "
+                   "segmenter.")
+@click.option("--seg-format", type=click.Choice(sorted(FORMATS)), default=None, help="Convention of --seg.")
+@click.option("--points", is_flag=True, help="Also draw the target point sets C_p on the overlay.")
+@click.option("--size", default=224, show_default=True, type=click.IntRange(64, 1024),
+              help="Working crop size in pixels (where the point sets are computed).")
+def segment(image: Path, out: Path, seg: Path | None, seg_format: str | None, points: bool, size: int
+            ) -> None:
+    """Segment the largest face of IMAGE into the PRDL parts and write the part map and an overlay."""
+    from PIL import Image
+
+    from fit3dmm.io.atomic import atomic_files
+    from fit3dmm.observe.crop import apply_affine
+    from fit3dmm.observe.detect import MediaPipeDetector
+    from fit3dmm.observe.image import load_image
+    from fit3dmm.observe.labelmaps import load_label_map
+    from fit3dmm.observe.observe import observe_face
+    from fit3dmm.observe.segment import (
+        color_part_map,
+        draw_point_sets,
+        overlay_part_map,
+        segment_from_landmarks,
+        segment_observation,
+        segment_with_label_map,
+    )
+    from fit3dmm.parts import PART_NAMES
+
+    if (seg is None) != (seg_format is None):
+        fail("--seg and --seg-format go together: give both or neither")
+    if out.suffix.lower() != ".png":
+        fail(f"{out}: the part map is written as PNG; give a .png path")
+    if not out.parent.is_dir():
+        fail(f"{out}: the folder {out.parent} does not exist")
+    photo = load_image(image)
+    parts = load_label_map(seg, seg_format, photo.shape[:2]) if seg is not None else None
+    with MediaPipeDetector(max_faces=1) as detector:
+        faces = detector.detect(photo)
+    if not faces:
+        fail(f"{image}: no face found")
+    face = faces[0]
+    if parts is None:
+        result = segment_from_landmarks(face.landmarks, photo.shape[:2], photo)
+    else:
+        result = segment_with_label_map(parts, face.landmarks)
+    colors = color_part_map(result.labels, result.hair)
+    overlay = overlay_part_map(photo, colors, (result.labels >= 0) | result.hair)
+    if points:  # the point sets the fitting uses: computed in the crop, drawn in the photo
+        observation = segment_observation(observe_face(photo, face, size=size), parts)
+        matrix = observation.crop_to_photo[0].double().cpu().numpy()
+        sets = {name: apply_affine(matrix, observation.points[name].item(0).double().cpu().numpy())
+                for p, name in enumerate(PART_NAMES) if observation.part_weights[0, p] > 0}
+        overlay = draw_point_sets(overlay, sets)
+    overlay_path = out.with_name(f"{out.stem}_overlay.png")
+    with atomic_files([out, overlay_path]) as temps:
+        for temp, picture in zip(temps, (colors, overlay), strict=True):
+            Image.fromarray(picture).save(temp, format="PNG")
+    click.echo(f"{image}: wrote {out} and {overlay_path}")

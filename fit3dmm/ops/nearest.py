@@ -1,0 +1,271 @@
+"""Exact nearest / farthest point of a 2D set for many queries, without forming every query-point distance.
+
+The index search runs without gradient; the distance that a loss needs is then recomputed from the chosen
+point with :func:`indexed_distance`, so gradients flow exactly as through the brute-force ``min``/``max``.
+
+Tile pruning (``method="tiles"``, pure torch, any device).  The valid queries are bucketed into square tiles;
+for a tile with bounding box T and a point p, ``lb(p) = dist(p, T)`` and ``ub(p) = max_{q∈T} ‖q − p‖`` (the
+farthest box corner) bound the distance from every query of the tile.  The nearest point of any query in T is
+then among ``{p : lb(p) ≤ min_p' ub(p')}`` and the farthest among ``{p : ub(p) ≥ max_p' lb(p')}``; only these
+candidates are compared, query by query, with the same direct differences as brute force.  Ties go to the
+lowest index, as ``torch.argmin``.  For the farthest point the set is first cut to its possible hull vertices
+(:func:`~fit3dmm.ops.hull.hull_candidates`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from fit3dmm.ops.hull import hull_candidates
+
+METHODS = ("auto", "tiles", "brute")
+_BRUTE_MAX_PAIRS = 1 << 16
+
+
+def nearest_index(
+    queries: Tensor,
+    points: Tensor,
+    valid: Tensor | None = None,
+    *,
+    query_valid: Tensor | None = None,
+    largest: bool = False,
+    method: str = "auto",
+    queries_per_tile: float = 16.0,
+    max_pairs: int = 1 << 22,
+) -> Tensor:
+    """Index of the nearest (``largest=True``: farthest) valid point for every query, (B, M) long, no grad.
+
+    ``index[b, m] = argmin_n { ‖queries[b, m] − points[b, n]‖ : valid[b, n] }`` (argmax for ``largest``).
+    Queries marked invalid and items without any valid point get index 0.
+
+    Args:
+        queries: (M, 2) shared by the batch, or (B, M, 2).
+        points: (B, N, 2).
+        valid: (B, N) bool, or None for all valid.
+        query_valid: (B, M) bool, or None: queries to answer (others are skipped, index 0).
+        largest: farthest instead of nearest.
+        method: ``"tiles"`` (pruned, exact), ``"brute"`` (all pairs, chunked) or ``"auto"`` (brute below
+            2¹⁶ pairs per item).
+        queries_per_tile: average number of queries per tile (tiles method).
+        max_pairs: most query-candidate pairs held at once.
+    """
+    queries, points, valid, query_valid = _check(queries, points, valid, query_valid)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    b, m = queries.shape[:2]
+    n = points.shape[1]
+    if m == 0 or n == 0:
+        return torch.zeros((b, m), dtype=torch.long, device=points.device)
+    with torch.no_grad():
+        if method == "brute" or (method == "auto" and m * n <= _BRUTE_MAX_PAIRS):
+            idx = _brute_index(queries, points, valid, largest, max_pairs)
+        else:
+            idx = _tiles_index(queries, points, valid, query_valid, largest, queries_per_tile, max_pairs)
+        return idx.masked_fill(~(query_valid & valid.any(-1, keepdim=True)), 0)
+
+
+def farthest_index(
+    queries: Tensor,
+    points: Tensor,
+    valid: Tensor | None = None,
+    *,
+    query_valid: Tensor | None = None,
+    method: str = "auto",
+    directions: int = 64,
+) -> Tensor:
+    """Index of the farthest valid point for every query, (B, M) long, no grad.
+
+    Same as ``nearest_index(..., largest=True)`` (same ties), but searches only the possible hull vertices of
+    each set, which are few: the farthest point of a set from anywhere is a hull vertex.
+    """
+    queries, points, valid, query_valid = _check(queries, points, valid, query_valid)
+    with torch.no_grad():
+        order, kept_valid = compact_mask(hull_candidates(points, valid, directions))
+        kept = torch.gather(points, 1, order[..., None].expand(-1, -1, 2))
+        local = nearest_index(queries, kept, kept_valid, query_valid=query_valid, largest=True, method=method)
+        if order.shape[1] == 0:
+            return local
+        return torch.gather(order, 1, local)
+
+
+def indexed_distance(queries: Tensor, points: Tensor, index: Tensor) -> Tensor:
+    """``‖queries[b, m] − points[b, index[b, m]]‖``, (B, M), differentiable w.r.t. queries and points.
+
+    Args:
+        queries: (M, 2) shared by the batch, or (B, M, 2).
+        points: (B, N, 2).
+        index: (B, M) long in [0, N).
+    """
+    if points.ndim != 3 or points.shape[-1] != 2:
+        raise ValueError(f"points must be (B, N, 2), got {tuple(points.shape)}")
+    if index.ndim != 2 or index.shape[0] != points.shape[0]:
+        raise ValueError(f"index must be ({points.shape[0]}, M), got {tuple(index.shape)}")
+    if points.shape[1] == 0:
+        return points.new_zeros(index.shape)
+    chosen = torch.gather(points, 1, index[..., None].expand(-1, -1, 2))
+    return torch.linalg.vector_norm(queries - chosen, dim=-1)
+
+
+def _check(
+    queries: Tensor, points: Tensor, valid: Tensor | None, query_valid: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    if points.ndim != 3 or points.shape[-1] != 2:
+        raise ValueError(f"points must be (B, N, 2), got {tuple(points.shape)}")
+    b, n = points.shape[:2]
+    if queries.ndim == 2:
+        queries = queries.unsqueeze(0).expand(b, -1, -1)
+    if queries.ndim != 3 or queries.shape[-1] != 2 or queries.shape[0] != b:
+        raise ValueError(f"queries must be (M, 2) or ({b}, M, 2), got {tuple(queries.shape)}")
+    if valid is None:
+        valid = torch.ones((b, n), dtype=torch.bool, device=points.device)
+    if valid.shape != (b, n):
+        raise ValueError(f"valid must be ({b}, {n}), got {tuple(valid.shape)}")
+    m = queries.shape[1]
+    if query_valid is None:
+        query_valid = torch.ones((b, m), dtype=torch.bool, device=points.device)
+    if query_valid.shape != (b, m):
+        raise ValueError(f"query_valid must be ({b}, {m}), got {tuple(query_valid.shape)}")
+    return queries.to(points.dtype), points, valid, query_valid
+
+
+def _brute_index(queries: Tensor, points: Tensor, valid: Tensor, largest: bool, max_pairs: int) -> Tensor:
+    step = max(1, max_pairs // (points.shape[0] * points.shape[1]))
+    fill = -torch.inf if largest else torch.inf
+    out = []
+    for start in range(0, queries.shape[1], step):
+        diff = queries[:, start : start + step, None, :] - points[:, None, :, :]
+        d2 = (diff * diff).sum(-1).masked_fill(~valid[:, None, :], fill)
+        out.append(d2.argmax(-1) if largest else d2.argmin(-1))
+    return torch.cat(out, dim=1)
+
+
+def _tiles_index(
+    queries: Tensor,
+    points: Tensor,
+    valid: Tensor,
+    query_valid: Tensor,
+    largest: bool,
+    queries_per_tile: float,
+    max_pairs: int,
+) -> Tensor:
+    b, m = queries.shape[:2]
+    device = points.device
+    qb, qm = query_valid.nonzero(as_tuple=True)
+    out = torch.zeros((b, m), dtype=torch.long, device=device)
+    if qb.numel() == 0:
+        return out
+    q = queries[qb, qm]  # (Q, 2)
+
+    # fine tiles of side h (about queries_per_tile queries each), coarse tiles of side 4h
+    lo = q.min(0).values
+    span = q.max(0).values - lo
+    area = float((span[0] + 1.0) * (span[1] + 1.0))
+    h = max(math.sqrt(area * queries_per_tile * b / q.shape[0]), 1e-6)
+    fine = torch.floor((q - lo) / h).long()  # (Q, 2) cell (x, y)
+    nfx, nfy = int(fine[:, 0].max()) + 1, int(fine[:, 1].max()) + 1
+    ncx, ncy = (nfx + 3) // 4, (nfy + 3) // 4
+
+    # level 1: every coarse tile of every item against all the item's points (broadcast, no copy)
+    c_xy = torch.stack(
+        torch.meshgrid(torch.arange(ncx, device=device), torch.arange(ncy, device=device), indexing="xy"), -1
+    ).reshape(-1, 2)
+    c_lo = lo + c_xy.to(q.dtype) * (4.0 * h)  # (C, 2)
+    c_used = torch.zeros(b * ncx * ncy, dtype=torch.bool, device=device)
+    c_used[(qb * ncy + fine[:, 1] // 4) * ncx + fine[:, 0] // 4] = True
+    c_hi = c_lo + 4.0 * h
+    c_mask = _tile_mask(c_lo[None, :, None], c_hi[None, :, None], points[:, None], valid[:, None], largest)
+    c_list, c_ok = compact_mask(c_mask.reshape(b * ncx * ncy, -1) & c_used[:, None])
+
+    # level 2: the occupied fine tiles against their coarse tile's candidates
+    fine_id = (qb * nfy + fine[:, 1]) * nfx + fine[:, 0]
+    f_used = torch.zeros(b * nfx * nfy, dtype=torch.bool, device=device)
+    f_used[fine_id] = True
+    f_ids = f_used.nonzero().flatten()
+    f_of_dense = torch.cumsum(f_used, 0) - 1
+    f_b = f_ids // (nfx * nfy)
+    f_xy = torch.stack([f_ids % nfx, (f_ids // nfx) % nfy], dim=-1)
+    parent = (f_b * ncy + f_xy[:, 1] // 4) * ncx + f_xy[:, 0] // 4
+    f_lo = lo + f_xy.to(q.dtype) * h
+    f_parent_list = c_list[parent]
+    f_points = points[f_b[:, None], f_parent_list]
+    f_local, f_ok = compact_mask(
+        _tile_mask(f_lo[:, None, :], (f_lo + h)[:, None, :], f_points, c_ok[parent], largest)
+    )
+    f_list = torch.gather(f_parent_list, 1, f_local)
+
+    # each query against its fine tile's candidates (lists are in increasing index: ties go to the lowest)
+    f_of_q = f_of_dense[fine_id]
+    step = max(1, max_pairs // max(f_list.shape[1], 1))
+    fill = -torch.inf if largest else torch.inf
+    for start in range(0, q.shape[0], step):
+        sl = slice(start, start + step)
+        cand = f_list[f_of_q[sl]]  # (Qc, K)
+        diff = q[sl, None, :] - points[qb[sl, None], cand]
+        d2 = (diff * diff).sum(-1).masked_fill(~f_ok[f_of_q[sl]], fill)
+        pick = d2.argmax(-1) if largest else d2.argmin(-1)
+        out[qb[sl], qm[sl]] = torch.gather(cand, 1, pick[:, None]).squeeze(1)
+    return out
+
+
+def _tile_mask(t_lo: Tensor, t_hi: Tensor, points: Tensor, valid: Tensor, largest: bool) -> Tensor:
+    """Which points can be nearest (farthest) to some position in the box [t_lo, t_hi]; shapes broadcast.
+
+    ``t_lo``, ``t_hi`` (..., 1, 2), ``points`` (..., N, 2), ``valid`` (..., N) → (..., N) bool.  With
+    ``lb = dist(p, box)`` and ``ub = max_{x∈box} ‖x − p‖``, nearest candidates have ``lb ≤ min ub`` and
+    farthest candidates ``ub ≥ max lb``, up to a rounding slack that only adds candidates.
+    """
+    slack = 64.0 * torch.finfo(points.dtype).eps
+    below = t_lo - points
+    above = points - t_hi
+    lb2 = (torch.maximum(below, above).clamp_min(0) ** 2).sum(-1)
+    ub2 = (torch.maximum(points - t_lo, t_hi - points) ** 2).sum(-1)
+    if largest:
+        thr = lb2.masked_fill(~valid, -torch.inf).max(-1, keepdim=True).values
+        return valid & (ub2 >= thr * (1.0 - slack) - slack)
+    thr = ub2.masked_fill(~valid, torch.inf).min(-1, keepdim=True).values
+    return valid & (lb2 <= thr * (1.0 + slack) + slack)
+
+
+def compact_mask(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """The positions of the True entries of each row of ``mask`` (R, N), in order, padded.
+
+    Returns ``index`` (R, K) long and ``ok`` (R, K) bool, K = the largest row count; padding has index 0.
+    """
+    count = mask.sum(-1)
+    k = int(count.max()) if count.numel() else 0
+    pos = torch.where(mask, torch.cumsum(mask, -1) - 1, k)
+    cols = torch.arange(mask.shape[-1], device=mask.device).expand_as(mask)
+    index = torch.zeros((mask.shape[0], k + 1), dtype=torch.long, device=mask.device)
+    index = index.scatter(1, pos, cols)[:, :k]
+    ok = torch.arange(k, device=mask.device)[None, :] < count[:, None]
+    return index.masked_fill(~ok, 0), ok
+
+
+def nearest_distance(
+    queries: Tensor,
+    points: Tensor,
+    valid: Tensor | None = None,
+    *,
+    query_valid: Tensor | None = None,
+    method: str = "auto",
+) -> tuple[Tensor, Tensor]:
+    """Distance from each query to its nearest valid point, with gradient, and that point's index.
+
+    ``d[b, m] = min_n ‖queries[b, m] − points[b, n]‖`` over valid n: the index is found by
+    :func:`nearest_index` (no grad), the distance recomputed from it, so ∂d/∂q = (q − p*)/d and
+    ∂d/∂p* = −(q − p*)/d exactly as brute force.  Both (B, M); 0 / 0 for invalid queries or empty sets.
+
+    Args:
+        queries: (B, M, 2) (or (M, 2) shared).
+        points: (B, N, 2).
+        valid: (B, N) bool or None.
+        query_valid: (B, M) bool or None.
+        method: as in :func:`nearest_index`.
+    """
+    queries, points, valid, query_valid = _check(queries, points, valid, query_valid)
+    index = nearest_index(queries, points, valid, query_valid=query_valid, method=method)
+    dist = indexed_distance(queries, points, index)
+    return torch.where(query_valid & valid.any(-1, keepdim=True), dist, 0.0), index
