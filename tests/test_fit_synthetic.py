@@ -39,7 +39,7 @@ def test_landmark_fit_recovers_pose_and_landmarks(ict_model):
     translation = torch.tensor([[1.0, -2.0, -115.0], [-2.0, 1.0, -105.0]])
     obs, _ = _synthetic_observation(ict_model, pose, translation)
     result = fit_observation(ict_model, obs, {"lmk": 1.6e-3, "reg": 3e-4},
-                             FitConfig(rigid_iterations=60, iterations=150))
+                             FitConfig(rigid_iterations=40, iterations=100))
     err = (result.pose_deg - pose).abs()
     assert err.max() < 3.0, f"pose error {err.tolist()} deg"
     lmk_crop = obs.photo_points_to_crop(result.landmarks68_photo)

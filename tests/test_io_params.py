@@ -43,6 +43,7 @@ def _result() -> FitResult:
         },
         vertices=torch.rand(b, 4, 3, generator=g),
         triangles=torch.tensor([[0, 1, 2], [0, 2, 3]]),
+        face_triangles=torch.tensor([[0, 1, 2]]),
         vertices_cam=torch.rand(b, 4, 3, generator=g),
         vertices_photo=torch.rand(b, 4, 2, generator=g),
         rotation=axis_angle_to_matrix(rotation),

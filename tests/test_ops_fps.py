@@ -122,8 +122,8 @@ def test_3000_of_15000_pixels_is_fast() -> None:
     pixels = torch.stack([xs.flatten(), ys.flatten()], -1).float()
     keep = torch.randperm(len(pixels), generator=gen)[:15000]
     points = pixels[keep][None]
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: the machine may be shared
     idx = farthest_point_sampling(points, None, 3000)
-    elapsed = time.perf_counter() - t0
+    elapsed = time.process_time() - t0
     assert idx.unique().numel() == 3000 and (idx >= 0).all()
     assert elapsed < 1.0, f"FPS of 3000 out of 15000 points took {elapsed:.2f} s"

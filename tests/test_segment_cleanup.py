@@ -40,7 +40,7 @@ def test_tangent_over_two_tilted_ellipse_brows(angle_left: float, angle_right: f
     right = _ellipse_mask(shape, (45, 50), (22, 6), angle_left)  # the subject's right brow: image left
     left = _ellipse_mask(shape, (115, 50 + dy), (22, 6), angle_right)
     line = brow_tangent_line(left, right)
-    a, b, c = line
+    a, b, _ = line
     assert np.isclose(a * a + b * b, 1.0) and b > 0  # normal points down: below is positive
     value = _values(line, shape)
     for brow in (left, right):  # tangent: touches each brow, every brow pixel on or below

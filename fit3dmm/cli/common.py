@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
@@ -41,8 +42,6 @@ def model_option(func: Callable) -> Callable:
 @contextmanager
 def progress_bar(quiet: bool, label: str) -> Iterator[Callable[[int, int, float], None] | None]:
     """A tqdm bar fed by the fitting engine's ``progress(step, total, loss)`` callback (None when quiet)."""
-    import sys
-
     if quiet or not sys.stderr.isatty():
         yield None
         return

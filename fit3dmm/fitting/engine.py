@@ -92,6 +92,7 @@ def fit_observation(
     weights: dict[str, float],
     config: FitConfig | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    init: dict[str, Tensor] | None = None,
 ) -> FitResult:
     """Fit ``model`` to ``observation`` with the losses ``weights`` ({name: λ}).
 
@@ -101,6 +102,8 @@ def fit_observation(
         weights: selected losses and their weights (see :func:`fit3dmm.losses.registry.parse_losses`).
         config: schedule; defaults to :class:`FitConfig`.
         progress: called as ``progress(step, total_steps, loss)``.
+        init: starting coefficients by name (``identity``, ``expression``, ``rotation``, ``translation``, ...;
+            e.g. a regressor's prediction); given ``rotation`` and ``translation`` replace the PnP start.
     Returns:
         :class:`FitResult`; items whose loss became non-finite keep their best iterate and get
         status ``"diverged"``.
@@ -125,6 +128,12 @@ def fit_observation(
     with torch.no_grad():
         params.rotation.copy_(rot)
         params.translation.copy_(trans)
+    if init is not None:
+        unknown = set(init) - {name for name, _ in params.named_parameters()}
+        if unknown:
+            raise ValueError(f"unknown initial coefficients {sorted(unknown)}")
+        params.load({k: v.to(device) for k, v in init.items()})
+        params.project()
     builder = PredictionBuilder(region, camera, obs, visibility_every=config.visibility_every)
     total_steps = config.rigid_iterations + config.iterations
 

@@ -1,26 +1,25 @@
 """The built-in part segmenter: facial part masks drawn from mediapipe FaceMesh's 478 landmarks.
 
 No face-parsing network is needed: every part is a polygon through FaceMesh landmarks, rasterised at pixel
-centres (pixel (r, c) is in a polygon when (x, y) = (c, r) lies inside or on it).  mediapipe's ``LEFT``
-contours are the subject's left (they appear on the image's right in a frontal photo), the convention of
+centres by :func:`fill_polygon` (pixel (r, c) is in a polygon when (x, y) = (c, r) lies inside it; shared
+edges go to exactly one side).  mediapipe's ``LEFT`` contours are the subject's left (they appear on the
+image's right in a frontal photo; checked on FASSEG photos), the convention of
 :data:`~fit3dmm.parts.PART_NAMES`.
 
-=============  ================================================================================
-part           region
-=============  ================================================================================
-left/right eye the eye opening: the eyelid contour (``FACEMESH_LEFT_EYE`` / ``FACEMESH_RIGHT_EYE``)
-left/right brow a band between the upper and lower brow lines (``FACEMESH_*_EYEBROW``)
-up_lip         outer upper lip contour minus inner upper lip contour (``FACEMESH_LIPS``), corner to corner
-down_lip       the same for the lower lip; teeth and the mouth opening belong to neither lip
-nose           the nose outline: bridge from between the eyes (168), the sides of the nose, the alae and
-               the base (subnasale, 2); not a convex blob
-skin           the face oval (``FACEMESH_FACE_OVAL``) minus all of the above and the mouth opening, then
-               cleaned up (:mod:`fit3dmm.observe.cleanup`): nothing above the line over both brows, no
-               small islands; with an image, pixels of hair colour at the oval's sides and top are hair
-=============  ================================================================================
+| part | region |
+|---|---|
+| left_eye, right_eye | the eye opening: the eyelid contour (``FACEMESH_LEFT_EYE`` / ``FACEMESH_RIGHT_EYE``) |
+| left_eyebrow, right_eyebrow | a band between the upper and lower brow lines (``FACEMESH_*_EYEBROW``) |
+| up_lip | outer upper-lip contour minus inner upper-lip contour (``FACEMESH_LIPS``), corner to corner |
+| down_lip | the same for the lower lip; teeth and the mouth opening belong to neither lip |
+| nose | the nose outline: bridge between the inner eye corners (168), sides, alae, base (subnasale, 2); not convex |
+| skin | the face oval (``FACEMESH_FACE_OVAL``) minus all of the above and the mouth opening, cleaned up |
 
-The landmarks alone cannot see hair, so ``hair`` is empty unless an image is given (then it holds the
-hair-coloured pixels found inside the face oval, see :func:`hair_in_face`).
+Clean-up (:mod:`fit3dmm.observe.cleanup`): nothing above the line over both brows (the forehead, where hair
+may be), no islands below 5 % of their part.  The landmarks alone cannot see hair, so ``hair`` is empty
+unless the image is given; then skin-coloured statistics find the hair that falls into the oval from its
+outline (:func:`hair_in_face`), which is taken out of the skin.  Ears, the neck and the forehead above the
+line are outside the oval or cut, so they are never skin.
 """
 
 from __future__ import annotations
@@ -70,6 +69,8 @@ PART_LOOPS: dict[str, tuple[int, ...]] = {
     "down_lip": DOWN_LIP_LOOP,
     "nose": NOSE_LOOP,
 }
+# Mahalanobis distance (CIE Lab) from the skin colour beyond which a darker pixel is a hair candidate; picked
+# on the 20 FASSEG training photos (skin IoU: 3 hurts, 4-6 help about equally, 8 helps less)
 HAIR_THRESHOLD = 5.0
 MIN_LANDMARKS = 468  # the loops use the 468 mesh points; the 10 iris points of refine_landmarks are unused
 
@@ -79,7 +80,8 @@ class Segmentation:
     """Part masks of one face in one pixel frame (H, W).
 
     Attributes:
-        masks: (P, H, W) bool, :data:`~fit3dmm.parts.PART_NAMES` order, pairwise disjoint.
+        masks: (P, H, W) bool, :data:`~fit3dmm.parts.PART_NAMES` order; pairwise disjoint, except that a
+            class an imported label-map format merges (FASSEG's mouth) fills each of its parts.
         hair: (H, W) bool, what is known to be hair (non-face) inside the face region; may be empty.
         labels: (H, W) int64 part index per pixel, −1 for none (hair and background).
         forehead_line: (3,) (a, b, c), a² + b² = 1, a·x + b·y + c < 0 above the brows (removed); None when
@@ -128,8 +130,8 @@ def segment_from_landmarks(
 
     masks = np.zeros((NUM_PARTS, h, w), bool)
     taken = np.zeros((h, w), bool)
-    for name in ("left_eye", "right_eye", "left_eyebrow", "right_eyebrow", "up_lip", "down_lip", "nose"):
-        part = fill(PART_LOOPS[name]) & ~taken
+    for name, loop in PART_LOOPS.items():
+        part = fill(loop) & ~taken
         masks[PART_INDEX[name]] = part
         taken |= part
     opening = fill(MOUTH_OPENING_LOOP)

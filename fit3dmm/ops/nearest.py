@@ -3,13 +3,15 @@
 The index search runs without gradient; the distance that a loss needs is then recomputed from the chosen
 point with :func:`indexed_distance`, so gradients flow exactly as through the brute-force ``min``/``max``.
 
-Tile pruning (``method="tiles"``, pure torch, any device).  The valid queries are bucketed into square tiles;
-for a tile with bounding box T and a point p, ``lb(p) = dist(p, T)`` and ``ub(p) = max_{q∈T} ‖q − p‖`` (the
+Tile pruning (``method="tiles"``, pure torch, any device).  The queries are bucketed into square tiles; for
+a tile with bounding box T and a point p, ``lb(p) = dist(p, T)`` and ``ub(p) = max_{q∈T} ‖q − p‖`` (the
 farthest box corner) bound the distance from every query of the tile.  The nearest point of any query in T is
-then among ``{p : lb(p) ≤ min_p' ub(p')}`` and the farthest among ``{p : ub(p) ≥ max_p' lb(p')}``; only these
-candidates are compared, query by query, with the same direct differences as brute force.  Ties go to the
-lowest index, as ``torch.argmin``.  For the farthest point the set is first cut to its possible hull vertices
-(:func:`~fit3dmm.ops.hull.hull_candidates`).
+then among ``{p : lb(p) ≤ min_p' ub(p')}`` and the farthest among ``{p : ub(p) ≥ max_p' lb(p')}``.  This is
+done twice, coarse tiles (4 × 4 fine tiles) against all points, then fine tiles against their coarse tile's
+candidates; only the fine tile's candidates are compared with its queries, by the same direct differences as
+brute force.  Ties go to the lowest index, as ``torch.argmin``.  Queries given as an :class:`AnchorGrid`
+(PRDL's anchors) use the grid's own blocks as tiles, with no per-query bookkeeping.  For the farthest point the
+set is first cut to its possible hull vertices (:func:`~fit3dmm.ops.hull.hull_candidates`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import math
 import torch
 from torch import Tensor
 
+from fit3dmm.ops.grid import AnchorGrid
 from fit3dmm.ops.hull import hull_candidates
 
 METHODS = ("auto", "tiles", "brute")
@@ -26,7 +29,7 @@ _BRUTE_MAX_PAIRS = 1 << 16
 
 
 def nearest_index(
-    queries: Tensor,
+    queries: Tensor | AnchorGrid,
     points: Tensor,
     valid: Tensor | None = None,
     *,
@@ -42,19 +45,24 @@ def nearest_index(
     Queries marked invalid and items without any valid point get index 0.
 
     Args:
-        queries: (M, 2) shared by the batch, or (B, M, 2).
+        queries: (M, 2) shared by the batch, (B, M, 2), or an AnchorGrid (M = H·W, row-major).
         points: (B, N, 2).
         valid: (B, N) bool, or None for all valid.
-        query_valid: (B, M) bool, or None: queries to answer (others are skipped, index 0).
+        query_valid: (B, M) bool, or None: queries to answer (others are skipped, index 0); not with a grid.
         largest: farthest instead of nearest.
         method: ``"tiles"`` (pruned, exact), ``"brute"`` (all pairs, chunked) or ``"auto"`` (brute below
             2¹⁶ pairs per item).
         queries_per_tile: average number of queries per tile (tiles method).
         max_pairs: most query-candidate pairs held at once.
     """
-    queries, points, valid, query_valid = _check(queries, points, valid, query_valid)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    grid = queries if isinstance(queries, AnchorGrid) else None
+    if grid is not None:
+        if query_valid is not None:
+            raise ValueError("query_valid cannot be given with an AnchorGrid")
+        queries = grid.points(points.dtype, points.device)
+    queries, points, valid, query_valid = _check(queries, points, valid, query_valid)
     b, m = queries.shape[:2]
     n = points.shape[1]
     if m == 0 or n == 0:
@@ -62,13 +70,15 @@ def nearest_index(
     with torch.no_grad():
         if method == "brute" or (method == "auto" and m * n <= _BRUTE_MAX_PAIRS):
             idx = _brute_index(queries, points, valid, largest, max_pairs)
+        elif grid is not None:
+            idx = _grid_index(grid, points, valid, largest, max_pairs)
         else:
             idx = _tiles_index(queries, points, valid, query_valid, largest, queries_per_tile, max_pairs)
         return idx.masked_fill(~(query_valid & valid.any(-1, keepdim=True)), 0)
 
 
 def farthest_index(
-    queries: Tensor,
+    queries: Tensor | AnchorGrid,
     points: Tensor,
     valid: Tensor | None = None,
     *,
@@ -81,7 +91,10 @@ def farthest_index(
     Same as ``nearest_index(..., largest=True)`` (same ties), but searches only the possible hull vertices of
     each set, which are few: the farthest point of a set from anywhere is a hull vertex.
     """
-    queries, points, valid, query_valid = _check(queries, points, valid, query_valid)
+    if points.ndim != 3 or points.shape[-1] != 2:
+        raise ValueError(f"points must be (B, N, 2), got {tuple(points.shape)}")
+    if valid is not None and valid.shape != points.shape[:2]:
+        raise ValueError(f"valid must be {tuple(points.shape[:2])}, got {tuple(valid.shape)}")
     with torch.no_grad():
         order, kept_valid = compact_mask(hull_candidates(points, valid, directions))
         kept = torch.gather(points, 1, order[..., None].expand(-1, -1, 2))
@@ -159,7 +172,7 @@ def _tiles_index(
         return out
     q = queries[qb, qm]  # (Q, 2)
 
-    # fine tiles of side h (about queries_per_tile queries each), coarse tiles of side 4h
+    # fine cells of side h (about queries_per_tile queries each), coarse cells of 4 × 4 fine cells
     lo = q.min(0).values
     span = q.max(0).values - lo
     area = float((span[0] + 1.0) * (span[1] + 1.0))
@@ -167,47 +180,118 @@ def _tiles_index(
     fine = torch.floor((q - lo) / h).long()  # (Q, 2) cell (x, y)
     nfx, nfy = int(fine[:, 0].max()) + 1, int(fine[:, 1].max()) + 1
     ncx, ncy = (nfx + 3) // 4, (nfy + 3) // 4
-
-    # level 1: every coarse tile of every item against all the item's points (broadcast, no copy)
-    c_xy = torch.stack(
-        torch.meshgrid(torch.arange(ncx, device=device), torch.arange(ncy, device=device), indexing="xy"), -1
-    ).reshape(-1, 2)
-    c_lo = lo + c_xy.to(q.dtype) * (4.0 * h)  # (C, 2)
+    c_lo = lo + _cells(ncx, ncy, device).to(q.dtype) * (4.0 * h)  # (C, 2)
     c_used = torch.zeros(b * ncx * ncy, dtype=torch.bool, device=device)
     c_used[(qb * ncy + fine[:, 1] // 4) * ncx + fine[:, 0] // 4] = True
-    c_hi = c_lo + 4.0 * h
-    c_mask = _tile_mask(c_lo[None, :, None], c_hi[None, :, None], points[:, None], valid[:, None], largest)
-    c_list, c_ok = compact_mask(c_mask.reshape(b * ncx * ncy, -1) & c_used[:, None])
-
-    # level 2: the occupied fine tiles against their coarse tile's candidates
     fine_id = (qb * nfy + fine[:, 1]) * nfx + fine[:, 0]
     f_used = torch.zeros(b * nfx * nfy, dtype=torch.bool, device=device)
     f_used[fine_id] = True
-    f_ids = f_used.nonzero().flatten()
-    f_of_dense = torch.cumsum(f_used, 0) - 1
+    f_ids = f_used.nonzero().flatten()  # the occupied fine cells
     f_b = f_ids // (nfx * nfy)
     f_xy = torch.stack([f_ids % nfx, (f_ids // nfx) % nfy], dim=-1)
-    parent = (f_b * ncy + f_xy[:, 1] // 4) * ncx + f_xy[:, 0] // 4
     f_lo = lo + f_xy.to(q.dtype) * h
-    f_parent_list = c_list[parent]
-    f_points = points[f_b[:, None], f_parent_list]
-    f_local, f_ok = compact_mask(
-        _tile_mask(f_lo[:, None, :], (f_lo + h)[:, None, :], f_points, c_ok[parent], largest)
+    parent = (f_b * ncy + f_xy[:, 1] // 4) * ncx + f_xy[:, 0] // 4
+    f_list, f_ok = _two_level_candidates(
+        points, valid, (c_lo, c_lo + 4.0 * h, c_used), (f_lo, f_lo + h, f_b, parent), largest, max_pairs
     )
-    f_list = torch.gather(f_parent_list, 1, f_local)
 
-    # each query against its fine tile's candidates (lists are in increasing index: ties go to the lowest)
-    f_of_q = f_of_dense[fine_id]
+    if f_list.shape[1] == 0:
+        return out
+    # each query against its fine cell's candidates
+    f_of_q = (torch.cumsum(f_used, 0) - 1)[fine_id]
     step = max(1, max_pairs // max(f_list.shape[1], 1))
-    fill = -torch.inf if largest else torch.inf
     for start in range(0, q.shape[0], step):
         sl = slice(start, start + step)
         cand = f_list[f_of_q[sl]]  # (Qc, K)
-        diff = q[sl, None, :] - points[qb[sl, None], cand]
-        d2 = (diff * diff).sum(-1).masked_fill(~f_ok[f_of_q[sl]], fill)
-        pick = d2.argmax(-1) if largest else d2.argmin(-1)
+        pick = _pick(q[sl, None, :], points[qb[sl, None], cand], f_ok[f_of_q[sl]], largest)
         out[qb[sl], qm[sl]] = torch.gather(cand, 1, pick[:, None]).squeeze(1)
     return out
+
+
+def _grid_index(grid: AnchorGrid, points: Tensor, valid: Tensor, largest: bool, max_pairs: int) -> Tensor:
+    """Tiles for anchors on a grid: fine tiles of t × t anchors, coarse tiles of 4t × 4t, padded grid."""
+    t = 4
+    b = points.shape[0]
+    device, dtype = points.device, points.dtype
+    nfy, nfx = -(-grid.height // (4 * t)) * 4, -(-grid.width // (4 * t)) * 4
+    ncy, ncx = nfy // 4, nfx // 4
+    origin = points.new_tensor(grid.origin)
+    s = grid.stride
+    c_lo = origin + _cells(ncx, ncy, device).to(dtype) * (4 * t * s)
+    c_used = torch.ones(b * ncx * ncy, dtype=torch.bool, device=device)
+    f_xy = _cells(nfx, nfy, device).repeat(b, 1)  # (F, 2), F = B · nfy · nfx, row-major per item
+    f_b = torch.arange(b, device=device).repeat_interleave(nfy * nfx)
+    f_lo = origin + f_xy.to(dtype) * (t * s)
+    parent = (f_b * ncy + f_xy[:, 1] // 4) * ncx + f_xy[:, 0] // 4
+    f_list, f_ok = _two_level_candidates(
+        points, valid, (c_lo, c_lo + (4 * t - 1) * s, c_used), (f_lo, f_lo + (t - 1) * s, f_b, parent),
+        largest, max_pairs,
+    )
+    if f_list.shape[1] == 0:
+        return torch.zeros((b, grid.num_anchors), dtype=torch.long, device=device)
+    offsets = _cells(t, t, device).to(dtype) * s  # (t², 2), row-major inside the tile
+    out = []
+    step = max(1, max_pairs // max(t * t * f_list.shape[1], 1))
+    for start in range(0, f_list.shape[0], step):
+        sl = slice(start, start + step)
+        anchors = f_lo[sl, None, :] + offsets  # (Fc, t², 2)
+        pick = _pick(anchors[:, :, None, :], points[f_b[sl, None, None], f_list[sl, None, :]], f_ok[sl, None, :],
+                     largest)  # (Fc, t²)
+        out.append(torch.gather(f_list[sl], 1, pick))
+    idx = torch.cat(out).view(b, nfy, nfx, t, t).permute(0, 1, 3, 2, 4).reshape(b, nfy * t, nfx * t)
+    return idx[:, : grid.height, : grid.width].reshape(b, -1)
+
+
+def _cells(nx: int, ny: int, device: torch.device) -> Tensor:
+    """(ny·nx, 2) integer cell coordinates (x, y), row-major."""
+    yy, xx = torch.meshgrid(torch.arange(ny, device=device), torch.arange(nx, device=device), indexing="ij")
+    return torch.stack([xx, yy], dim=-1).reshape(-1, 2)
+
+
+def _pick(queries: Tensor, cands: Tensor, ok: Tensor, largest: bool) -> Tensor:
+    """argmin (argmax) over the last candidate axis of the squared distance, padding excluded.
+
+    ``queries`` (..., 1, 2) and ``cands`` (..., K, 2) broadcast; ``ok`` (..., K) → (...) positions.
+    """
+    diff = queries - cands
+    d2 = (diff * diff).sum(-1).masked_fill(~ok, -torch.inf if largest else torch.inf)
+    return d2.argmax(-1) if largest else d2.argmin(-1)
+
+
+def _two_level_candidates(
+    points: Tensor,
+    valid: Tensor,
+    coarse: tuple[Tensor, Tensor, Tensor],
+    fine: tuple[Tensor, Tensor, Tensor, Tensor],
+    largest: bool,
+    max_pairs: int,
+) -> tuple[Tensor, Tensor]:
+    """Candidate lists (F, K) and masks of the fine tiles.
+
+    ``coarse`` = (lo (C, 2), hi (C, 2), used (B·C,)): boxes shared by the items, row b·C + c is item b's;
+    ``fine`` = (lo (F, 2), hi (F, 2), item (F,), parent row (F,)).  Level 1 tests every coarse box against
+    all the item's points, level 2 every fine box against its parent's candidates.
+    """
+    b, n = points.shape[:2]
+    c_lo, c_hi, c_used = coarse
+    f_lo, f_hi, f_b, parent = fine
+    step = max(1, max_pairs // max(n * c_lo.shape[0], 1))
+    masks = []
+    for start in range(0, b, step):
+        sl = slice(start, start + step)
+        masks.append(_tile_mask(c_lo[None, :, None], c_hi[None, :, None], points[sl, None], valid[sl, None],
+                                largest).reshape(-1, n))
+    c_list, c_ok = compact_mask(torch.cat(masks) & c_used[:, None])
+    lists, oks = [], []
+    step = max(1, max_pairs // max(c_list.shape[1], 1))
+    for start in range(0, f_lo.shape[0], step):
+        sl = slice(start, start + step)
+        plist = c_list[parent[sl]]
+        mask = _tile_mask(f_lo[sl, None], f_hi[sl, None], points[f_b[sl, None], plist], c_ok[parent[sl]], largest)
+        lists.append(plist)
+        oks.append(mask)
+    local, ok = compact_mask(torch.cat(oks))
+    return torch.gather(torch.cat(lists), 1, local), ok
 
 
 def _tile_mask(t_lo: Tensor, t_hi: Tensor, points: Tensor, valid: Tensor, largest: bool) -> Tensor:

@@ -114,5 +114,6 @@ def pixel_triangle_pairs(
         owner = torch.searchsorted(ends, g, right=True)
         local = g - starts[owner]
         wo = width[owner]
-        row, col = local // wo, local % wo
+        row = local // wo
+        col = local - row * wo
         yield PixelTrianglePairs(faces[owner], base[owner] + row * w + col, x0[owner] + col, y0[owner] + row)

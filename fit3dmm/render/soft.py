@@ -53,36 +53,40 @@ def _edge_terms(ux: Tensor, uy: Tensor, vx: Tensor, vy: Tensor, x: Tensor, y: Te
     return rx * rx + ry * ry, t, rx, ry, px * ey - py * ex
 
 
-def _signed_distance2(corners: Tensor, x: Tensor, y: Tensor, with_grad: bool) -> tuple[Tensor, Tensor | None]:
-    """Corners (N, 6) = (a_x, a_y, b_x, b_y, c_x, c_y), points (N,) → (δ·d², ∂d²/∂corners (N, 6) or None).
-
-    Edges (a, b), (b, c), (c, a); per edge ``t = clamp((p − u)·e / |e|², 0, 1)``, ``r = p − u − t e``; d² is
-    the smallest |r|² (a degenerate edge, e = 0, gives t = 0: the distance to its end point).  δ = +1 when
-    the point is inside or on the triangle (the three cross products of one sign), −1 outside.
-    """
+def _edges(corners: Tensor, x: Tensor, y: Tensor) -> list[tuple[Tensor, ...]]:
+    """Corners (N, 6) = (a_x, a_y, b_x, b_y, c_x, c_y) and points (N,) → :func:`_edge_terms` of the edges
+    (a, b), (b, c), (c, a)."""
     ax, ay, bx, by, cx, cy = corners.unbind(1)
-    edges = [_edge_terms(ax, ay, bx, by, x, y), _edge_terms(bx, by, cx, cy, x, y),
-             _edge_terms(cx, cy, ax, ay, x, y)]
+    return [_edge_terms(ax, ay, bx, by, x, y), _edge_terms(bx, by, cx, cy, x, y), _edge_terms(cx, cy, ax, ay, x, y)]
+
+
+def _signed_distance2(edges: list[tuple[Tensor, ...]]) -> Tensor:
+    """δ · d² (N,): d² the smallest edge distance², δ = +1 inside or on the triangle (the three cross
+    products of one sign), −1 outside."""
     c0, c1, c2 = (e[4] for e in edges)
     inside = ((c0 >= 0) & (c1 >= 0) & (c2 >= 0)) | ((c0 <= 0) & (c1 <= 0) & (c2 <= 0))
-    sign = torch.where(inside, 1.0, -1.0).to(corners.dtype)
-    first_is_01 = edges[0][0] <= edges[1][0]
-    best = [torch.where(first_is_01, a, b) for a, b in zip(edges[0][:4], edges[1][:4], strict=True)]
-    pick2 = edges[2][0] < best[0]
-    d2, t, rx, ry = (torch.where(pick2, c, b) for b, c in zip(best, edges[2][:4], strict=True))
-    if not with_grad:
-        return sign * d2, None
-    # ∂d²/∂u = −2(1 − t) r, ∂d²/∂v = −2 t r on the nearest edge (u, v); corner j starts edge j, ends j − 1
-    gu = torch.stack([rx * (1.0 - t), ry * (1.0 - t)], dim=-1) * -2.0
-    gv = torch.stack([rx * t, ry * t], dim=-1) * -2.0
-    zero = torch.zeros_like(gu)
-    on01 = (~pick2 & first_is_01).unsqueeze(-1)
-    on12 = (~pick2 & ~first_is_01).unsqueeze(-1)
-    on20 = pick2.unsqueeze(-1)
-    grad_a = torch.where(on01, gu, torch.where(on20, gv, zero))
-    grad_b = torch.where(on12, gu, torch.where(on01, gv, zero))
-    grad_c = torch.where(on20, gu, torch.where(on12, gv, zero))
-    return sign * d2, torch.cat([grad_a, grad_b, grad_c], dim=-1)
+    d2 = torch.minimum(torch.minimum(edges[0][0], edges[1][0]), edges[2][0])
+    return torch.where(inside, d2, -d2)
+
+
+def _distance2_grad(edges: list[tuple[Tensor, ...]], weight: Tensor) -> Tensor:
+    """weight (N,) · ∂d²/∂corners → (N, 6), for the nearest edge (the first of equals).
+
+    On edge (u, v) with nearest-point parameter t and r = p − u − t(v − u): ∂d²/∂u = −2(1 − t) r and
+    ∂d²/∂v = −2 t r; corner j is the u of edge j and the v of edge j − 1.
+    """
+    d0, d1, d2 = (e[0] for e in edges)
+    m0 = (d0 <= d1) & (d0 <= d2)
+    m1 = ~m0 & (d1 <= d2)
+    masks = (m0, m1, ~(m0 | m1))
+    gu, gv = [], []
+    for (_, t, rx, ry, _), m in zip(edges, masks, strict=True):
+        s = -2.0 * weight * m.to(weight.dtype)
+        a, b = s * (1.0 - t), s * t
+        gu.append((a * rx, a * ry))
+        gv.append((b * rx, b * ry))
+    cols = [gu[j][k] + gv[j - 1][k] for j in range(3) for k in range(2)]
+    return torch.stack(cols, dim=1)
 
 
 class _SoftPairs(torch.autograd.Function):
@@ -91,7 +95,7 @@ class _SoftPairs(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, corners: Tensor, face: Tensor, x: Tensor, y: Tensor, cell: Tensor,
                 size: int, sigma: float) -> Tensor:
-        sd2, _ = _signed_distance2(corners[face], x.to(corners.dtype), y.to(corners.dtype), with_grad=False)
+        sd2 = _signed_distance2(_edges(corners[face], x.to(corners.dtype), y.to(corners.dtype)))
         ctx.save_for_backward(corners, face, x, y, cell)
         ctx.sigma = sigma
         return corners.new_zeros(size).index_add_(0, cell, F.logsigmoid(-sd2 / sigma))
@@ -100,10 +104,11 @@ class _SoftPairs(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         corners, face, x, y, cell = ctx.saved_tensors
-        sd2, grad = _signed_distance2(corners[face], x.to(corners.dtype), y.to(corners.dtype), with_grad=True)
-        # d/d(sd2) logsigmoid(−sd2/σ) = −sigmoid(sd2/σ)/σ, and sd2 = δ·d², δ = sign(sd2) where d² > 0
-        scale = grad_out[cell] * torch.sigmoid(sd2 / ctx.sigma) * (-torch.sign(sd2) / ctx.sigma)
-        g = torch.zeros_like(corners).index_add_(0, face, grad * scale[:, None])
+        edges = _edges(corners[face], x.to(corners.dtype), y.to(corners.dtype))
+        sd2 = _signed_distance2(edges)
+        # d/d(sd2) logsigmoid(−sd2/σ) = −sigmoid(sd2/σ)/σ and sd2 = δ·d² with δ = sign(sd2) where d² > 0
+        weight = grad_out[cell] * torch.sigmoid(sd2 / ctx.sigma) * (-torch.sign(sd2) / ctx.sigma)
+        g = torch.zeros_like(corners).index_add_(0, face, _distance2_grad(edges, weight))
         return g, None, None, None, None, None, None
 
 

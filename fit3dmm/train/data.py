@@ -1,0 +1,222 @@
+"""Training data for the regressor: observed photos (cached on disk), distillation targets, batching.
+
+A training item is one face: an :class:`~fit3dmm.observe.observation.Observation` with B = 1 (crop,
+landmarks, part masks and point sets) and, when known, its coefficients (a synthetic face's truth, or a
+per-photo fit given with ``--targets``).  Observing a photo (detection, crop, segmentation) costs far more
+than a training step, so each observation is computed once and kept in ``<run>/cache/<sha256>.pt``; the key
+covers the photo's bytes and every setting that changes the observation, so a stale entry is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fit3dmm import __version__
+from fit3dmm.io.atomic import atomic_save
+from fit3dmm.io.params import read_params_json
+from fit3dmm.models.face_model import FaceModel
+from fit3dmm.observe.observation import Observation, PointSet
+from fit3dmm.train.regressor import CoefficientLayout, Coefficients
+
+CACHE_VERSION = 1
+COEFFICIENT_NAMES = ("identity", "expression", "rotation", "translation")
+
+
+@dataclass
+class TrainItem:
+    """One face to train on.
+
+    Attributes:
+        observation: B = 1.
+        target: known coefficients by name, (1, ·) each (``identity``, ``expression``, ``rotation``,
+            ``translation``), or None.
+        source: ``"photo"`` or ``"synthetic"``.
+    """
+
+    observation: Observation
+    target: dict[str, Tensor] | None = None
+    source: str = "photo"
+
+    def __post_init__(self) -> None:
+        if self.observation.batch_size != 1:
+            raise ValueError(f"a training item holds one face, got a batch of {self.observation.batch_size}")
+        if self.target is not None:
+            missing = set(COEFFICIENT_NAMES) - set(self.target)
+            if missing:
+                raise ValueError(f"target lacks {sorted(missing)}")
+
+
+# ----------------------------------------------------------------------------------------- serialisation
+def observation_to_dict(obs: Observation) -> dict[str, Any]:
+    """An Observation as plain tensors, lists and strings (loadable with ``torch.load(weights_only=True)``)."""
+    out: dict[str, Any] = {}
+    for f in fields(Observation):
+        value = getattr(obs, f.name)
+        if f.name == "points":
+            out[f.name] = {k: (v.points.cpu(), v.valid.cpu()) for k, v in value.items()}
+        elif isinstance(value, Tensor):
+            out[f.name] = value.detach().cpu()
+        else:
+            out[f.name] = value
+    return out
+
+
+def observation_from_dict(data: dict[str, Any]) -> Observation:
+    """Inverse of :func:`observation_to_dict`."""
+    values = dict(data)
+    values["points"] = {k: PointSet(p, v) for k, (p, v) in data.get("points", {}).items()}
+    values["names"] = list(data.get("names", []))
+    return Observation(**values)
+
+
+class ObservationCache:
+    """Observations (and optional targets) on disk under ``folder``, one ``<sha256>.pt`` file per key.
+
+    Writes are atomic, so an interrupted run never leaves a half-written entry.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    @staticmethod
+    def key(*parts: str | bytes) -> str:
+        """sha256 of the parts (with the cache format and fit3dmm version mixed in)."""
+        digest = hashlib.sha256(f"fit3dmm-train-cache/{CACHE_VERSION}/{__version__}".encode())
+        for part in parts:
+            digest.update(b"\0" + (part if isinstance(part, bytes) else part.encode()))
+        return digest.hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.pt"
+
+    def load(self, key: str) -> TrainItem | None:
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            return TrainItem(observation_from_dict(data["observation"]), data.get("target"), data["source"])
+        except Exception:  # a damaged entry is recomputed
+            return None
+
+    def save(self, key: str, item: TrainItem) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        data = {"observation": observation_to_dict(item.observation), "source": item.source,
+                "target": None if item.target is None else {k: v.cpu() for k, v in item.target.items()}}
+        atomic_save(self.path(key), lambda p: torch.save(data, p))
+
+
+# ---------------------------------------------------------------------------------------------- photos
+def observe_photos(
+    paths: Sequence[Path],
+    *,
+    size: int,
+    parts: bool,
+    cache: ObservationCache | None = None,
+    log: Callable[[str], None] = print,
+) -> list[tuple[Path, Observation]]:
+    """Observe the largest face of each photo (cached); photos without a face are reported and skipped.
+
+    Args:
+        size: crop size.
+        parts: add part masks and point sets (the built-in segmenter), as the part losses need.
+        cache: where to keep the observations; None computes everything.
+    """
+    from fit3dmm.api import observe, part_targets
+    from fit3dmm.observe.detect import NoFaceError, get_detector
+    from fit3dmm.observe.image import load_image
+    from fit3dmm.observe.points import DEFAULT_COUNTS
+
+    settings = f"size={size};parts={parts};counts={sorted(DEFAULT_COUNTS.items())};detector=mediapipe"
+    out: list[tuple[Path, Observation]] = []
+    detector = None
+    try:
+        for path in paths:
+            key = ObservationCache.key(Path(path).read_bytes(), settings)
+            item = cache.load(key) if cache is not None else None
+            if item is None:
+                detector = detector or get_detector("mediapipe")
+                try:
+                    obs = observe(load_image(path), detector=detector, size=size, name=Path(path).name,
+                                  segmentation=part_targets() if parts else None)[0]
+                except NoFaceError:
+                    log(f"{path}: no face found, skipped")
+                    continue
+                item = TrainItem(obs)
+                if cache is not None:
+                    cache.save(key, item)
+            out.append((Path(path), item.observation))
+    finally:
+        if detector is not None:
+            detector.close()
+    return out
+
+
+def read_target(path: str | Path, model: FaceModel, layout: CoefficientLayout) -> dict[str, Tensor]:
+    """Coefficients (1, ·) from a ``fit3dmm fit`` parameters JSON, checked against ``model`` and padded or cut
+    to the regressor's ``layout`` (a fit with fewer identity modes leaves the rest at 0)."""
+    doc = read_params_json(path)
+    checksum = doc["model"]["checksum"]
+    if checksum and model.checksum and checksum != model.checksum:
+        raise ValueError(f"{path}: fitted with model {doc['model']['name']!r}, not {model.name!r} "
+                         "(checksums differ)")
+    if doc.get("status", "ok") != "ok":
+        raise ValueError(f"{path}: the fit's status is {doc['status']!r}")
+    coeffs = doc["coefficients"]
+    identity = torch.zeros(1, layout.identity)
+    given = torch.tensor(coeffs["identity"], dtype=torch.float32)[: layout.identity]
+    identity[0, : given.numel()] = given
+    expression = torch.tensor([coeffs["expression"]], dtype=torch.float32)
+    if expression.shape[1] != layout.expression:
+        raise ValueError(f"{path}: {expression.shape[1]} expression coefficients, the model has {layout.expression}")
+    return {
+        "identity": identity,
+        "expression": expression,
+        "rotation": torch.tensor([doc["pose"]["rotation_axis_angle"]], dtype=torch.float32),
+        "translation": torch.tensor([doc["pose"]["translation_cm"]], dtype=torch.float32),
+    }
+
+
+def find_target(folder: str | Path, photo: str | Path) -> Path | None:
+    """The parameters JSON of ``photo`` in a folder of ``fit3dmm fit`` outputs: ``<stem>/face.json`` (what
+    ``fit --out DIR`` writes) or ``<stem>.json``; None when there is neither."""
+    stem = Path(photo).stem
+    for candidate in (Path(folder) / stem / "face.json", Path(folder) / f"{stem}.json"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+# --------------------------------------------------------------------------------------------- batches
+def collate(items: Sequence[TrainItem]) -> tuple[Observation, Coefficients | None, Tensor]:
+    """Stack items into one batch → (observation, targets or None, (B,) bool: which items have a target).
+
+    Fields that some items lack (e.g. dense landmarks) are dropped from the whole batch; items without a
+    target get zeros in the stacked targets and False in the mask.
+    """
+    if not items:
+        raise ValueError("nothing to collate")
+    observations = [it.observation for it in items]
+    drop = {f.name: None for f in fields(Observation)
+            if f.name not in ("image", "crop_to_photo", "photo_size", "names", "points")
+            and any(getattr(o, f.name) is None for o in observations)}
+    parts = set.intersection(*(set(o.points) for o in observations))
+    observations = [replace(o, **drop, points={k: v for k, v in o.points.items() if k in parts})
+                    for o in observations]
+    for o in observations:
+        o.crop_to_photo = o.crop_to_photo.to(torch.float64)
+    obs = Observation.stack(observations)
+    has = torch.tensor([it.target is not None for it in items])
+    if not bool(has.any()):
+        return obs, None, has
+    ref = next(it.target for it in items if it.target is not None)
+    stacked = {name: torch.cat([(it.target[name] if it.target is not None else torch.zeros_like(ref[name]))
+                                .to(torch.float32) for it in items]) for name in COEFFICIENT_NAMES}
+    return obs, Coefficients.from_dict(stacked), has

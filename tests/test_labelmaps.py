@@ -1,0 +1,204 @@
+"""Label-map importers on small hand-made maps of every format, file checks, FASSEG's real labels."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fit3dmm.observe.crop import crop_matrix
+from fit3dmm.observe.labelmaps import (
+    FORMATS,
+    LabelMapError,
+    LabelMapParts,
+    labels_to_parts,
+    load_label_map,
+    read_label_map,
+    warp_parts,
+)
+from fit3dmm.parts import NUM_PARTS, PART_INDEX, PART_NAMES
+
+SHARED = Path(os.environ.get("FIT3DMM_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+FASSEG = SHARED / "datasets" / "fasseg-frontal"
+
+# A 12 × 16 "face" drawn with format-neutral names; each format fills in its own class indices.
+#   rows 1-2: brows (image-left brow at cols 2-5, image-right brow at cols 10-13)
+#   rows 3-4: eyes (image-left eye at cols 2-5, image-right eye at cols 10-13)
+#   rows 5-7: nose at cols 7-8;  row 8: upper lip, row 9: inner mouth, row 10: lower lip (cols 6-9)
+#   col 0: hair; col 15: ear; everything else inside cols 1-14: skin; row 11: neck
+LAYOUT = [
+    "HSSSSSSSSSSSSSSE",
+    "HSaaaaSSSSbbbbSE",
+    "HSSSSSSSSSSSSSSE",
+    "HScccc SSSddddSE",
+    "HScccc SSSddddSE",
+    "HSSSSSSnnSSSSSSE",
+    "HSSSSSSnnSSSSSSE",
+    "HSSSSSSnnSSSSSSE",
+    "HSSSSSuuuuSSSSSE",
+    "HSSSSSmmmmSSSSSE",
+    "HSSSSSllllSSSSSE",
+    "KKKKKKKKKKKKKKKK",
+]
+# the l/r names of each format deliberately put its "left" class on the image's LEFT (a, c): whatever a
+# dataset means by it, the importer must call the image-right part the subject's left
+CODES = {
+    "celebamask": {"H": 17, "S": 1, "a": 2, "b": 3, "c": 4, "d": 5, "n": 10, "u": 12, "m": 11, "l": 13, "E": 7,
+                   "K": 14, " ": 0},
+    "lapa": {"H": 10, "S": 1, "a": 2, "b": 3, "c": 4, "d": 5, "n": 6, "u": 7, "m": 8, "l": 9, "E": 1, "K": 0,
+             " ": 0},
+    "helen": {"H": 10, "S": 1, "a": 2, "b": 3, "c": 4, "d": 5, "n": 6, "u": 7, "m": 8, "l": 9, "E": 0, "K": 0,
+              " ": 0},
+    "fasseg": {"H": 1, "S": 2, "a": 1, "b": 1, "c": 3, "d": 3, "n": 4, "u": 5, "m": 5, "l": 5, "E": 0, "K": 2,
+               " ": 0},
+}
+
+
+def _layout(fmt: str) -> np.ndarray:
+    return np.array([[CODES[fmt][ch] for ch in row] for row in LAYOUT], np.uint8)
+
+
+def _region(*chars: str) -> np.ndarray:
+    return np.array([[ch in chars for ch in row] for row in LAYOUT])
+
+
+def _check_common(parts: LabelMapParts) -> None:
+    m = {name: parts.masks[PART_INDEX[name]] for name in PART_NAMES}
+    assert parts.masks.shape == (NUM_PARTS, 12, 16) and parts.masks.dtype == bool
+    assert np.array_equal(m["left_eye"], _region("d")), "the image-right eye is the subject's left"
+    assert np.array_equal(m["right_eye"], _region("c"))
+    assert np.array_equal(m["nose"], _region("n"))
+    assert parts.part_weights.dtype == np.float32 and parts.part_weights.shape == (NUM_PARTS,)
+
+
+@pytest.mark.parametrize("fmt", ["celebamask", "lapa", "helen"])
+def test_formats_with_every_part(fmt: str) -> None:
+    parts = labels_to_parts(_layout(fmt), fmt)
+    _check_common(parts)
+    m = {name: parts.masks[PART_INDEX[name]] for name in PART_NAMES}
+    assert np.array_equal(m["left_eyebrow"], _region("b")) and np.array_equal(m["right_eyebrow"], _region("a"))
+    assert np.array_equal(m["up_lip"], _region("u")) and np.array_equal(m["down_lip"], _region("l"))
+    skin = _region("S") | (_region("E") if fmt == "lapa" else False)  # this lapa layout draws ears as skin
+    assert np.array_equal(m["skin"], skin)
+    assert np.array_equal(parts.hair, _region("H"))
+    assert not (parts.masks.any(0) & _region("m", "K", " ")).any()  # inner mouth, neck, background: no part
+    assert parts.part_weights.tolist() == [1.0] * NUM_PARTS and parts.merged == {}
+
+
+def test_celebamask_occluders_are_hair() -> None:
+    labels = _layout("celebamask")
+    labels[0, 5] = 18  # hat
+    labels[2, 3] = 6  # eyeglasses
+    labels[11, 0] = 16  # cloth: ignored
+    parts = labels_to_parts(labels, "celebamask")
+    assert parts.hair[0, 5] and parts.hair[2, 3] and not parts.hair[11, 0] and not parts.masks[:, 11, 0].any()
+
+
+def test_fasseg_merges_the_mouth_and_hides_the_brows() -> None:
+    parts = labels_to_parts(_layout("fasseg"), "fasseg")
+    _check_common(parts)
+    w = dict(zip(PART_NAMES, parts.part_weights.tolist(), strict=True))
+    assert w == {"left_eye": 1.0, "right_eye": 1.0, "left_eyebrow": 0.0, "right_eyebrow": 0.0, "up_lip": 0.0,
+                 "down_lip": 0.0, "nose": 1.0, "skin": 1.0}
+    mouth = _region("u", "m", "l")
+    assert np.array_equal(parts.masks[PART_INDEX["up_lip"]], mouth)
+    assert np.array_equal(parts.masks[PART_INDEX["down_lip"]], mouth)
+    assert parts.merged == {"mouth": ["up_lip", "down_lip"], "hair": ["left_eyebrow", "right_eyebrow"]}
+    assert np.array_equal(parts.hair, _region("H", "a", "b"))
+    assert not parts.masks[PART_INDEX["left_eyebrow"]].any()
+    assert np.array_equal(parts.masks[PART_INDEX["skin"]], _region("S", "K"))
+
+
+def test_sides_follow_the_nose_for_a_profile() -> None:
+    # a face turned to the image's left: one visible eye, right of the nose → the subject's left eye
+    labels = np.zeros((8, 12), np.uint8)
+    labels[2:4, 6:9] = 4  # "l_eye" — a name that must not matter
+    labels[3:6, 2:4] = 6  # nose on the image's left
+    parts = labels_to_parts(labels, "lapa")
+    assert parts.masks[PART_INDEX["left_eye"]].sum() == 6 and not parts.masks[PART_INDEX["right_eye"]].any()
+    assert parts.part_weights[PART_INDEX["right_eye"]] == 0 and parts.part_weights[PART_INDEX["left_eye"]] == 1
+
+
+def _save(path: Path, array: np.ndarray) -> Path:
+    if path.suffix == ".npy":
+        np.save(path, array)
+    else:
+        Image.fromarray(array).save(path)
+    return path
+
+
+def test_file_kinds(tmp_path: Path) -> None:
+    labels = _layout("lapa")
+    expected = labels_to_parts(labels, "lapa")
+    palette = Image.new("P", (16, 12))
+    palette.putdata(labels.flatten().tolist())
+    palette.putpalette([v for i in range(256) for v in (i * 7 % 256, i * 13 % 256, i * 29 % 256)])
+    palette.save(tmp_path / "p.png")
+    files = [
+        _save(tmp_path / "l.png", labels),
+        tmp_path / "p.png",
+        _save(tmp_path / "i16.png", labels.astype(np.uint16)),
+        _save(tmp_path / "rgb.png", np.repeat(labels[..., None], 3, -1)),
+        _save(tmp_path / "a.npy", labels.astype(np.int32)),
+    ]
+    for path in files:
+        parts = load_label_map(path, "lapa", (12, 16))
+        assert np.array_equal(parts.masks, expected.masks), path.name
+        assert np.array_equal(parts.hair, expected.hair)
+    assert read_label_map(files[0], 11).dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.png", "no such file"),
+        (lambda d: d, "not a file"),
+        (lambda d: (d / "text.png").write_text("hello") and d / "text.png", "not a readable image"),
+        (lambda d: _save(d / "big.png", np.zeros((13, 16), np.uint8)), r"16×13 px but the photo is 16×12"),
+        (lambda d: _save(d / "color.png", np.dstack([_layout("lapa")] * 2 + [_layout("lapa") * 0])),
+         "channels differ"),
+        (lambda d: _save(d / "rgba.png", np.dstack([_layout("lapa")] * 4)), "4 channels"),
+        (lambda d: _save(d / "range.png", _layout("lapa") + 5), r"values 5\.\.15 but the lapa format"),
+        (lambda d: _save(d / "float.npy", _layout("lapa").astype(np.float32)), "float32 values"),
+        (lambda d: _save(d / "neg.npy", _layout("lapa").astype(np.int16) - 1), r"values -1\.\.9"),
+        (lambda d: _save(d / "f.tiff", _layout("lapa").astype(np.float32)), "floating-point"),
+    ],
+)
+def test_bad_maps_fail_with_one_line(tmp_path: Path, make: Callable[[Path], Path], message: str) -> None:
+    path = make(tmp_path)
+    with pytest.raises(LabelMapError, match=message) as info:
+        load_label_map(path, "lapa", (12, 16))
+    text = str(info.value)
+    assert "\n" not in text and str(path) in text and isinstance(info.value, ValueError)
+
+
+def test_unknown_format() -> None:
+    with pytest.raises(ValueError, match="unknown label map format"):
+        labels_to_parts(np.zeros((2, 2), np.uint8), "cityscapes")
+    assert set(FORMATS) == {"celebamask", "lapa", "helen", "fasseg"}
+
+
+def test_warp_parts_into_a_crop() -> None:
+    parts = labels_to_parts(_layout("lapa"), "lapa")
+    # a crop of the photo's top-left 8 × 8 pixels at 16 px: every photo pixel becomes 2 × 2 crop pixels
+    crop = warp_parts(parts, crop_matrix(0.0, 0.0, 8.0, 16), 16)
+    assert np.array_equal(crop.masks, parts.masks[:, :8, :8].repeat(2, 1).repeat(2, 2))
+    assert np.array_equal(crop.hair, parts.hair[:8, :8].repeat(2, 0).repeat(2, 1))
+    left_eye, lip = PART_INDEX["left_eye"], PART_INDEX["up_lip"]
+    assert crop.part_weights[lip] == 0 and crop.part_weights[left_eye] == 0  # outside the crop
+    assert crop.part_weights[PART_INDEX["right_eye"]] == 1
+
+
+def test_real_fasseg_labels() -> None:
+    if not (FASSEG / "index.csv").is_file():
+        pytest.skip(f"FASSEG not found under {FASSEG}")
+    raw = np.array(Image.open(FASSEG / "labels" / "test_1.png"))
+    parts = load_label_map(FASSEG / "labels" / "test_1.png", "fasseg", raw.shape)
+    le, re = parts.masks[PART_INDEX["left_eye"]], parts.masks[PART_INDEX["right_eye"]]
+    assert np.array_equal(le | re, raw == 3) and not (le & re).any()
+    assert np.nonzero(le)[1].mean() > np.nonzero(re)[1].mean()  # the subject's left eye: image right
+    assert np.array_equal(parts.masks[PART_INDEX["up_lip"]], raw == 5) and np.array_equal(parts.hair, raw == 1)
