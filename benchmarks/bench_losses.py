@@ -12,7 +12,7 @@ default, compared with PRDL at λ = 0.8e-3).  The dense float64 PRDL runs once (
 PRDL is compared with it at equal inputs: relative difference of value and gradient, and the speed-up.
 Timings on a shared CPU are noisy.
 
-    python benchmarks/bench_losses.py [--repeats 3] [--size 224] [--device cpu] [--skip-dense]
+    python benchmarks/bench_losses.py [--repeats 3] [--size 224] [--device cpu] [--threads N] [--skip-dense]
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def value_and_grad(loss: Loss, pred: Prediction, obs: Observation, dtype: torch.
     x = pred.points2d.detach().to(dtype).requires_grad_()
     value = loss(with_parts(pred, x), obs).sum()
     value.backward()
-    return float(value), x.grad
+    return float(value.detach()), x.grad
 
 
 def main() -> None:
@@ -142,7 +142,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-dense", action="store_true", help="skip the slow dense PRDL reference")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     obs, pred = synthetic_face(args.size, device)
     counts = {name: int(obs.points[name].valid.sum()) for name in PART_NAMES}

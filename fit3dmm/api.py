@@ -17,8 +17,8 @@ from fit3dmm.losses.registry import loss_class, parse_losses
 from fit3dmm.models.annotate import ensure_annotations
 from fit3dmm.models.face_model import FaceModel
 from fit3dmm.models.store import load_model
-from fit3dmm.observe.detect import LandmarkDetector, NoFaceError, get_detector
-from fit3dmm.observe.image import load_image
+from fit3dmm.observe.detect import Detection, LandmarkDetector, NoFaceError, get_detector
+from fit3dmm.observe.image import downscale_for_detection, load_image, points_to_full_resolution
 from fit3dmm.observe.labelmaps import load_label_map
 from fit3dmm.observe.observation import Observation
 from fit3dmm.observe.observe import observe_face
@@ -28,6 +28,12 @@ from fit3dmm.observe.segment import segment_observation
 # the paper's loss set without the perceptual term (face-recognition weights cannot be shipped); the
 # photometric term joins for models with an albedo
 DEFAULT_LOSSES = "prdl,lmk,reg"
+DETECT_MAX_SIDE = 2048
+"""Photos whose longer side exceeds this are shrunk (a copy) for the landmark detector."""
+
+
+class FaceTooSmallError(ValueError):
+    """Faces were found, but all are smaller than the minimum size; the message names the file and sizes."""
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -72,6 +78,8 @@ def observe(
     faces: str = "largest",
     name: str | None = None,
     segmentation: Callable[[Observation, np.ndarray], Observation] | None = None,
+    max_side: int | None = DETECT_MAX_SIDE,
+    min_face_size: float = 0.0,
 ) -> list[Observation]:
     """Detect the faces of one photo and build one Observation (B = 1) per face.
 
@@ -82,24 +90,39 @@ def observe(
         faces: ``"largest"`` or ``"all"``.
         segmentation: adds part masks and point sets to an Observation given the photo (see
             :mod:`fit3dmm.observe.segment`); None keeps landmarks only.
+        max_side: the detector sees a copy shrunk so that its longer side is at most this many pixels
+            (:func:`~fit3dmm.observe.image.downscale_for_detection`); the landmarks are mapped back and the
+            crop is cut from the full-resolution photo.  None: detect on the photo itself.
+        min_face_size: faces whose landmark box (larger side, photo pixels) is smaller are dropped.
     Raises:
         NoFaceError: no face in the photo (the message names the file).
+        FaceTooSmallError: faces were found but all are below ``min_face_size``.
     """
     if faces not in ("largest", "all"):
         raise ValueError(f"faces must be 'largest' or 'all', got {faces!r}")
+    if max_side is not None and max_side < 64:
+        raise ValueError(f"max_side must be ≥ 64 px or None, got {max_side}")
+    if not min_face_size >= 0.0:
+        raise ValueError(f"min_face_size must be ≥ 0, got {min_face_size}")
     label = name or (str(image) if not isinstance(image, np.ndarray) else "image")
     photo = load_image(image) if not isinstance(image, np.ndarray) else image
+    small, scale = (photo, 1.0) if max_side is None else downscale_for_detection(photo, max_side)
     own = detector is None
     detector = detector or get_detector("mediapipe")
     try:
-        found = detector.detect(photo)
+        found = detector.detect(small)
     finally:
         if own:
             detector.close()
+    if scale != 1.0:
+        found = [_detection_to_full_resolution(det, scale) for det in found]
     if not found:
         raise NoFaceError(f"{label}: no face found")
-    if faces == "largest":
-        found = found[:1]
+    big_enough = [det for det in found if det.size >= min_face_size]
+    if not big_enough:
+        sizes = ", ".join(f"{det.size:.0f}" for det in found)
+        raise FaceTooSmallError(f"{label}: face too small ({sizes} px landmark box, minimum {min_face_size:g} px)")
+    found = big_enough[:1] if faces == "largest" else big_enough
     out = []
     for index, det in enumerate(found):
         obs = observe_face(photo, det, size=size, name=f"{label}#{index}")
@@ -107,6 +130,14 @@ def observe(
             obs = segmentation(obs, photo)
         out.append(obs)
     return out
+
+
+def _detection_to_full_resolution(detection: Detection, scale: float) -> Detection:
+    """A detection made on a :func:`downscale_for_detection` copy (factor ``scale``), in photo pixels."""
+    box = points_to_full_resolution(detection.box.reshape(2, 2), scale).reshape(4)
+    return Detection(landmarks=points_to_full_resolution(detection.landmarks, scale),
+                     landmarks68=points_to_full_resolution(detection.landmarks68, scale),
+                     box=box, score=detection.score)
 
 
 def fit(

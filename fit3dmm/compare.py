@@ -39,7 +39,7 @@ from fit3dmm.fitting.engine import FitConfig, fit_observation
 from fit3dmm.io.atomic import atomic_write
 from fit3dmm.io.images import write_png
 from fit3dmm.losses.registry import GEOMETRIC_LOSSES, loss_class, parse_losses
-from fit3dmm.metrics.fit_metrics import FASSEG_GROUPS, fit_part_iou, pad_masks, render_fit_labels
+from fit3dmm.metrics.fit_metrics import FASSEG_GROUPS, PART_GROUPS, fit_part_iou, pad_masks, render_fit_labels
 from fit3dmm.metrics.report import markdown_table
 from fit3dmm.models.face_model import FaceModel
 from fit3dmm.observe.detect import LandmarkDetector, get_detector
@@ -49,10 +49,9 @@ from fit3dmm.observe.observation import Observation
 from fit3dmm.observe.observe import observe_face
 from fit3dmm.observe.points import DEFAULT_COUNTS
 from fit3dmm.observe.segment import color_part_map, overlay_part_map, segment_from_landmarks, segment_observation
-from fit3dmm.parts import PART_INDEX, PART_NAMES
+from fit3dmm.parts import PART_INDEX
 
 Progress = Callable[[str], None]
-PART_GROUPS: dict[str, tuple[str, ...]] = {name: (name,) for name in PART_NAMES}
 
 
 @dataclass

@@ -28,10 +28,17 @@ def main() -> None:
     """Reconstruct a 3D face from a photo by fitting a 3D Morphable Model."""
 
 
+from fit3dmm.cli.bench import bench  # noqa: E402
+from fit3dmm.cli.compare import compare  # noqa: E402
 from fit3dmm.cli.fit import fit  # noqa: E402
 from fit3dmm.cli.models import models  # noqa: E402
 from fit3dmm.cli.segment import segment  # noqa: E402
+from fit3dmm.cli.train import predict, train  # noqa: E402
 
 main.add_command(fit)
+main.add_command(compare)
+main.add_command(bench)
 main.add_command(models)
 main.add_command(segment)
+main.add_command(train)
+main.add_command(predict)

@@ -1,72 +1,142 @@
-"""``fit3dmm fit``: reconstruct the face in each photo and write mesh, parameters and overlay."""
+"""``fit3dmm fit``: reconstruct the faces of photos and write mesh, parameters, overlay (and more) per photo.
+
+``--out`` a folder: batch mode (:mod:`fit3dmm.batch`): one sub-folder per photo, ``report.csv``, resumable,
+exit code 1 when any photo failed.  ``--out face.obj`` (or .ply/.glb) with one photo: that mesh and its
+sibling files.  Every check of the options and inputs runs before any photo is processed.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
-from fit3dmm.cli.common import fail, loss_options, model_option, progress_bar
-from fit3dmm.fitting.engine import FitConfig
+from fit3dmm.cli.common import loss_options, model_option, progress_bar
+
+
+class _BatchBar:
+    """A tqdm bar over photos (rate and ETA; only on a terminal and without --quiet) that also prints one
+    line per failed photo or face on stderr."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.show = not quiet and sys.stderr.isatty()
+        self.bar = None
+
+    def start(self, total: int, resumed: int) -> None:
+        from tqdm import tqdm
+
+        if resumed:
+            click.echo(f"{resumed} photos already done (skipped; --overwrite redoes them)", err=True)
+        self.bar = tqdm(total=total, unit="photo", dynamic_ncols=True, disable=not self.show, file=sys.stderr)
+
+    def photo_done(self, outcome) -> None:
+        from fit3dmm.batch import STATUS_OK
+
+        for row in outcome.rows:
+            if row["status"] != STATUS_OK:
+                message = row["error"] if outcome.job.path.name in row["error"] else \
+                    f"{outcome.job.path}: {row['error']}"
+                face = f" (face {row['face']})" if row.get("face", "") != "" else ""
+                self.bar.write(f"{row['status']}{face}: {message}", file=sys.stderr)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 @click.command()
 @click.argument("images", nargs=-1, required=True)
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
-              help="Output folder, or a mesh path (.obj/.ply/.glb) for a single photo.")
+              help="Output folder (one sub-folder per photo, report.csv), or a mesh path (.obj/.ply/.glb) for a "
+                   "single photo.")
 @loss_options
 @model_option
 @click.option("--iterations", default=200, show_default=True, type=click.IntRange(0, 100000),
               help="Adam iterations on all coefficients.")
 @click.option("--rigid-iterations", default=60, show_default=True, type=click.IntRange(0, 100000),
               help="Adam iterations on the pose before that.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed of the fit.")
 @click.option("--size", default=224, show_default=True, type=click.IntRange(64, 1024),
               help="Working crop size in pixels.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--color", type=click.Choice(["vertex", "none"]), default="vertex", show_default=True,
-              help="Mesh colours sampled from the photo, or none.")
+@click.option("--faces", type=click.Choice(["largest", "all"]), default="largest", show_default=True,
+              help="Fit the largest face of each photo, or every face (files face0.*, face1.*, ...).")
+@click.option("--min-face-size", default=40.0, show_default=True, type=click.FloatRange(0, 1e6),
+              help="Refuse faces whose landmark box is smaller (photo pixels).")
+@click.option("--detect-max-side", default=2048, show_default=True, type=click.IntRange(64, 16384),
+              help="Larger photos are shrunk to this side for the detector (the crop uses the full photo).")
+@click.option("--format", "mesh_format", type=click.Choice(["obj", "ply", "glb"]), default=None,
+              help="Mesh format in a folder (default obj); with a mesh path, its extension decides.")
+@click.option("--color", type=click.Choice(["auto", "texture", "vertex", "none"]), default="auto",
+              show_default=True,
+              help="Texture map baked from the photo (OBJ/GLB), vertex colours, or none; auto: texture when "
+                   "the format and model allow it, else vertex.")
+@click.option("--texture-size", default=512, show_default=True, type=click.IntRange(16, 8192),
+              help="Texture map side in pixels.")
 @click.option("--space", type=click.Choice(["photo", "camera"]), default="photo", show_default=True,
               help="Mesh coordinates: photo pixels (lines up with the photo) or camera cm.")
+@click.option("--npz", is_flag=True, help="Also write the parameters as NPZ arrays.")
+@click.option("--depth", is_flag=True, help="Also write a 16-bit depth PNG at photo resolution (0.1 mm units).")
+@click.option("--parts", is_flag=True, help="Also write a colour-coded part map PNG (needs an annotated model).")
+@click.option("--overlay/--no-overlay", default=True, show_default=True, help="Write the overlay PNG.")
 @click.option("--seg", "seg", type=click.Path(path_type=Path), default=None,
               help="A label map for the photo from another face parser (one photo only).")
 @click.option("--seg-format", type=click.Choice(["celebamask", "lapa", "helen", "fasseg"]), default=None,
               help="Convention of --seg.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def fit(images, out, losses, weights, model, iterations, rigid_iterations, size, device, color, space, seg,
-        seg_format, quiet) -> None:
-    """Fit the face model to IMAGES and write a mesh, parameters (JSON) and an overlay PNG per photo."""
-    from fit3dmm import api
-    from fit3dmm.io.outputs import OutputPaths, save_outputs
+@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1, 1024),
+              help="Faces fitted at once.")
+@click.option("--jobs", default=0, show_default=True, type=click.IntRange(0, 256),
+              help="Worker processes for detection and writing (0: all in this process).")
+@click.option("--overwrite", is_flag=True, help="Redo photos that already have complete outputs.")
+@click.option("-r", "--recursive", is_flag=True, help="Also take the images in sub-folders of folder inputs.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+@click.pass_context
+def fit(ctx, images, out, losses, weights, model, iterations, rigid_iterations, seed, size, device, faces,
+        min_face_size, detect_max_side, mesh_format, color, texture_size, space, npz, depth, parts, overlay, seg,
+        seg_format, batch_size, jobs, overwrite, recursive, quiet) -> None:
+    """Fit the face model to IMAGES (files, folders or glob patterns) and write a mesh, parameters (JSON) and
+    an overlay PNG per face."""
+    from fit3dmm import api, batch
+    from fit3dmm.fitting.engine import FitConfig
+    from fit3dmm.io.outputs import OutputOptions
     from fit3dmm.models.annotate import ensure_annotations
-    from fit3dmm.observe.image import find_images, load_image
 
-    config = FitConfig(iterations=iterations, rigid_iterations=rigid_iterations)
-    paths = find_images(list(images))
-    single_file = Path(out).suffix.lower() in (".obj", ".ply", ".glb")
-    if single_file and len(paths) > 1:
-        fail(f"{out}: a mesh path can only be given for one photo; pass a folder for {len(paths)} photos")
-    if seg is not None and len(paths) > 1:
-        fail(f"{seg}: --seg applies to one photo, got {len(paths)}")
+    outputs = OutputOptions(mesh_format=mesh_format or "obj", color=color, space=space, overlay=overlay, npz=npz,
+                            depth=depth, parts=parts, texture_size=texture_size)
+    options = batch.BatchOptions(faces=faces, batch_size=batch_size, jobs=jobs, overwrite=overwrite, size=size,
+                                 min_face_size=min_face_size, detect_max_side=detect_max_side, outputs=outputs)
+    config = FitConfig(iterations=iterations, rigid_iterations=rigid_iterations, seed=seed)
+    request = batch.check_request(images, out, options, mesh_format=mesh_format, losses=losses, weights=weights,
+                                  seg=seg, seg_format=seg_format, recursive=recursive)
+    dev = api.resolve_device(device)
     face_model = api.load_model(model)
-    weights_map = api.parse_losses(losses or api.default_losses(face_model), weights)
-    segmentation = None
-    if api.needs_parts(weights_map):
-        segmentation = api.part_targets(seg, seg_format)
-        if not face_model.has_parts:
-            click.echo(f"annotating {face_model.name} with Algorithm 1 (once; cached for later runs)...",
-                       err=True)
-            ensure_annotations(face_model)
-    elif seg is not None:
-        fail(f"{seg}: --seg is given but none of the losses {', '.join(weights_map)} uses segmentation")
-    for path in paths:
-        photo = load_image(path)
-        target = out if single_file else Path(out) / path.stem
-        with progress_bar(quiet, f"{path.name}") as report:
-            result = api.fit(photo, model=face_model, losses=list(weights_map), weights=weights_map,
-                             config=config, size=size, device=device, segmentation=segmentation,
-                             progress=report)
-        written = save_outputs(result, 0, photo, OutputPaths.for_target(target), color=color, space=space)
-        err = api.landmark_error(result, 0)
+    weights_map, segment = batch.select_losses(face_model, losses, weights, seg)
+    if segment and not face_model.has_parts:
+        click.echo(f"annotating {face_model.name} with Algorithm 1 (once; cached for later runs)...", err=True)
+        ensure_annotations(face_model)
+    batch.check_model_outputs(face_model, outputs if request.mesh_target is None else request.single_outputs)
+    face_model = face_model.to(dev)
+    common = {"segment": segment, "seg": seg, "seg_format": seg_format}
+    if request.mesh_target is not None:
+        with progress_bar(quiet, request.paths[0].name) as report:
+            written, fitted = batch.fit_to_mesh_path(request.paths[0], request.mesh_target, face_model, weights_map,
+                                                     config, options, progress=report, **common)
         if not quiet:
-            click.echo(f"{path}: mean 68-landmark distance {err:.2f} px; wrote "
+            err = batch.face_row(fitted)["landmark_error_px"]
+            click.echo(f"{request.paths[0]}: mean 68-landmark distance {err:.2f} px; wrote "
                        + ", ".join(str(p) for p in written))
+        return
+    bar = _BatchBar(quiet)
+    try:
+        with batch.terminate_as_interrupt():
+            summary = batch.run_batch(request.paths, out, face_model, weights_map, config, options, progress=bar,
+                                      **common)
+    finally:
+        bar.close()
+    if not quiet:
+        for line in summary.lines():
+            click.echo(line)
+    if not summary.ok:
+        ctx.exit(1)

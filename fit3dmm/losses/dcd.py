@@ -49,7 +49,7 @@ def dcd_one_way(
         shared = torch.zeros(target.valid.shape, dtype=dist.dtype, device=dist.device)
         shared = shared.scatter_add(1, index, source.valid.to(dist.dtype))
         n_hat = torch.gather(shared, 1, index).clamp_min(1.0)
-        ratio = (n_source / n_target.clamp_min(1)).to(dist.dtype)[:, None]
+        ratio = (n_source.to(dist.dtype) / n_target.clamp_min(1).to(dist.dtype))[:, None]
     term = 1.0 - ratio * torch.exp(-alpha * dist) / n_hat.pow(n_lambda)
     term = torch.where(source.valid, term, 0.0)
     out = term.sum(-1) / n_source.clamp_min(1).to(dist.dtype)

@@ -83,17 +83,17 @@ def prdl_descriptor(
     nonempty = count > 0
     if impl == "dense":
         out = direct_distance_reduce(anchor_points, points, valid, [_DIRECT[s] for s in stats])
-        per_point = 1.0 / count.clamp_min(1)
+        per_point = 1.0 / count.clamp_min(1).to(out.dtype)
         scale = torch.stack([per_point if s == "ave" else torch.ones_like(per_point) for s in stats], -1)
-        return out * scale.to(out.dtype)
+        return out * scale
 
     columns = []
     for s in stats:
         if s == "min":
-            idx = nearest_index(anchor_points, points, valid)
+            idx = nearest_index(anchors if isinstance(anchors, AnchorGrid) else anchor_points, points, valid)
             col = indexed_distance(anchor_points, points, idx)
         elif s == "max":
-            idx = farthest_index(anchor_points, points, valid)
+            idx = farthest_index(anchors if isinstance(anchors, AnchorGrid) else anchor_points, points, valid)
             col = indexed_distance(anchor_points, points, idx)
         elif isinstance(anchors, AnchorGrid):
             col = grid_distance_sum(points, valid, anchors if plan is None else plan) / count.clamp_min(1)

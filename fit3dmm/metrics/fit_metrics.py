@@ -32,9 +32,11 @@ from fit3dmm.metrics._array import ArrayLike, as_tensor
 from fit3dmm.metrics.nme import nme
 from fit3dmm.metrics.part_iou import merged_part_iou, part_iou
 from fit3dmm.metrics.pose import pose_mae
-from fit3dmm.parts import NUM_PARTS
+from fit3dmm.parts import NUM_PARTS, PART_NAMES
 from fit3dmm.render.rasterize import render_labels
 
+#: every part scored on its own
+PART_GROUPS: dict[str, tuple[str, ...]] = {name: (name,) for name in PART_NAMES}
 #: FASSEG's classes as unions of fit3dmm parts (FASSEG has one eye class, one mouth class and paints the brows
 #: as hair, so brows have no class).
 FASSEG_GROUPS: dict[str, tuple[str, ...]] = {

@@ -383,6 +383,16 @@ def _stage_copy(kind: str, source: Path, stage: Path) -> None:
         shutil.copy2(licence, stage / licence.name)
 
 
+def _same_install(kind: str, source: Path, dest: Path) -> bool:
+    """Whether ``dest`` already holds a model of ``kind`` with the same data as the folder ``source``."""
+    if detect_kind(source) != kind or detect_kind(dest) != kind:
+        return False
+    try:
+        return model_checksum(kind, source) == model_checksum(kind, dest)
+    except (OSError, ValueError):
+        return False
+
+
 def install_model(
     kind: str, source: str | Path, dest_root: str | Path | None = None, *, overwrite: bool = False
 ) -> Path:
@@ -396,7 +406,8 @@ def install_model(
 
     Raises:
         ValueError: unknown kind, destination inside the source, or files the loader rejects.
-        FileExistsError: the destination exists and ``overwrite`` is False.
+        FileExistsError: the destination holds a different model and ``overwrite`` is False (the same
+            model again is a no-op).
         FileNotFoundError: the source or one of its required files is missing.
     """
     key = normalise_kind(kind)
@@ -411,6 +422,8 @@ def install_model(
     dest = root / key
     if dest.resolve().is_relative_to(source.resolve()) or source.resolve().is_relative_to(dest.resolve()):
         raise ValueError(f"{dest}: the destination must lie outside the source folder {source}")
+    if dest.exists() and not overwrite and _same_install(key, source, dest):
+        return dest  # installing the same files again is a no-op
     if dest.exists() and not overwrite:
         raise FileExistsError(f"{dest}: already installed (use --force / overwrite=True to replace it)")
     root.mkdir(parents=True, exist_ok=True)

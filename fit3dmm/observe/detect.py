@@ -7,6 +7,10 @@ inside the wheel and so works offline.  Other backends (face-alignment, dlib) on
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +27,21 @@ MEDIAPIPE_TO_68 = np.array(
      61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181, 78, 82, 13, 312, 308, 317, 14, 87],
     dtype=np.int64,
 )
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Silence what native code writes to file descriptor 2 (mediapipe's TFLite/absl start-up warnings,
+    which Python's logging cannot reach); Python's own stderr is flushed first and restored after."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class NoFaceError(ValueError):
@@ -75,18 +94,22 @@ class MediaPipeDetector:
             from mediapipe.python.solutions import face_mesh
         except ImportError as exc:  # pragma: no cover - mediapipe is a hard dependency
             raise ImportError("mediapipe==0.10.21 is required for the default landmark detector") from exc
-        self._mesh = face_mesh.FaceMesh(
-            static_image_mode=True,
-            max_num_faces=max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=min_confidence,
-        )
+        with _native_stderr_silenced():
+            self._mesh = face_mesh.FaceMesh(
+                static_image_mode=True,
+                max_num_faces=max_faces,
+                refine_landmarks=True,
+                min_detection_confidence=min_confidence,
+            )
+            # the first frame starts the graph, which prints the rest of the native warnings
+            self._mesh.process(np.zeros((64, 64, 3), dtype=np.uint8))
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
         height, width = image.shape[:2]
-        result = self._mesh.process(np.ascontiguousarray(image))
+        with _native_stderr_silenced():  # mediapipe warns natively on the first frames with a face
+            result = self._mesh.process(np.ascontiguousarray(image))
         faces = []
         for face in result.multi_face_landmarks or []:
             xy = np.array([[p.x, p.y] for p in face.landmark], dtype=np.float64)

@@ -16,6 +16,7 @@ set is first cut to its possible hull vertices (:func:`~fit3dmm.ops.hull.hull_ca
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -149,8 +150,9 @@ def _brute_index(queries: Tensor, points: Tensor, valid: Tensor, largest: bool, 
     fill = -torch.inf if largest else torch.inf
     out = []
     for start in range(0, queries.shape[1], step):
-        diff = queries[:, start : start + step, None, :] - points[:, None, :, :]
-        d2 = (diff * diff).sum(-1).masked_fill(~valid[:, None, :], fill)
+        q = queries[:, start : start + step, None, :]
+        dx, dy = q[..., 0] - points[:, None, :, 0], q[..., 1] - points[:, None, :, 1]
+        d2 = (dx * dx + dy * dy).masked_fill(~valid[:, None, :], fill)
         out.append(d2.argmax(-1) if largest else d2.argmin(-1))
     return torch.cat(out, dim=1)
 
@@ -203,7 +205,7 @@ def _tiles_index(
     for start in range(0, q.shape[0], step):
         sl = slice(start, start + step)
         cand = f_list[f_of_q[sl]]  # (Qc, K)
-        pick = _pick(q[sl, None, :], points[qb[sl, None], cand], f_ok[f_of_q[sl]], largest)
+        pick = _pick(q[sl, None, :], _take(points, qb[sl, None], cand), f_ok[f_of_q[sl]], largest)
         out[qb[sl], qm[sl]] = torch.gather(cand, 1, pick[:, None]).squeeze(1)
     return out
 
@@ -230,15 +232,22 @@ def _grid_index(grid: AnchorGrid, points: Tensor, valid: Tensor, largest: bool, 
     if f_list.shape[1] == 0:
         return torch.zeros((b, grid.num_anchors), dtype=torch.long, device=device)
     offsets = _cells(t, t, device).to(dtype) * s  # (t², 2), row-major inside the tile
-    out = []
-    step = max(1, max_pairs // max(t * t * f_list.shape[1], 1))
-    for start in range(0, f_list.shape[0], step):
-        sl = slice(start, start + step)
-        anchors = f_lo[sl, None, :] + offsets  # (Fc, t², 2)
-        pick = _pick(anchors[:, :, None, :], points[f_b[sl, None, None], f_list[sl, None, :]], f_ok[sl, None, :],
-                     largest)  # (Fc, t²)
-        out.append(torch.gather(f_list[sl], 1, pick))
-    idx = torch.cat(out).view(b, nfy, nfx, t, t).permute(0, 1, 3, 2, 4).reshape(b, nfy * t, nfx * t)
+    # tiles in order of candidate count, in a few groups each padded only to its own largest count
+    counts = f_ok.sum(-1)
+    order = torch.argsort(counts)
+    tile_idx = torch.empty((f_list.shape[0], t * t), dtype=torch.long, device=device)
+    groups = 4
+    bounds = [round(i * order.shape[0] / groups) for i in range(groups + 1)]
+    for g0, g1 in itertools.pairwise(bounds):
+        k = int(counts[order[g1 - 1]]) if g1 > g0 else 0
+        step = max(1, max_pairs // max(t * t * k, 1))
+        for start in range(g0, g1, step):
+            sel = order[start : min(start + step, g1)]
+            anchors = f_lo[sel, None, :] + offsets  # (Fc, t², 2)
+            cands = _take(points, f_b[sel, None, None], f_list[sel, None, :k])
+            pick = _pick(anchors[:, :, None, :], cands, f_ok[sel, None, :k], largest)  # (Fc, t²)
+            tile_idx[sel] = torch.gather(f_list[sel, :k], 1, pick) if k > 0 else 0
+    idx = tile_idx.view(b, nfy, nfx, t, t).permute(0, 1, 3, 2, 4).reshape(b, nfy * t, nfx * t)
     return idx[:, : grid.height, : grid.width].reshape(b, -1)
 
 
@@ -253,9 +262,15 @@ def _pick(queries: Tensor, cands: Tensor, ok: Tensor, largest: bool) -> Tensor:
 
     ``queries`` (..., 1, 2) and ``cands`` (..., K, 2) broadcast; ``ok`` (..., K) → (...) positions.
     """
-    diff = queries - cands
-    d2 = (diff * diff).sum(-1).masked_fill(~ok, -torch.inf if largest else torch.inf)
+    dx, dy = queries[..., 0] - cands[..., 0], queries[..., 1] - cands[..., 1]
+    d2 = (dx * dx + dy * dy).masked_fill(~ok, -torch.inf if largest else torch.inf)
     return d2.argmax(-1) if largest else d2.argmin(-1)
+
+
+def _take(points: Tensor, item: Tensor, index: Tensor) -> Tensor:
+    """``points[item, index]`` for broadcastable long tensors, (..., 2), by one flat index_select."""
+    flat = (item * points.shape[1] + index).reshape(-1)
+    return points.reshape(-1, 2).index_select(0, flat).view(*torch.broadcast_shapes(item.shape, index.shape), 2)
 
 
 def _two_level_candidates(
@@ -287,7 +302,8 @@ def _two_level_candidates(
     for start in range(0, f_lo.shape[0], step):
         sl = slice(start, start + step)
         plist = c_list[parent[sl]]
-        mask = _tile_mask(f_lo[sl, None], f_hi[sl, None], points[f_b[sl, None], plist], c_ok[parent[sl]], largest)
+        mask = _tile_mask(f_lo[sl, None], f_hi[sl, None], _take(points, f_b[sl, None], plist), c_ok[parent[sl]],
+                          largest)
         lists.append(plist)
         oks.append(mask)
     local, ok = compact_mask(torch.cat(oks))
@@ -302,10 +318,13 @@ def _tile_mask(t_lo: Tensor, t_hi: Tensor, points: Tensor, valid: Tensor, larges
     farthest candidates ``ub ≥ max lb``, up to a rounding slack that only adds candidates.
     """
     slack = 64.0 * torch.finfo(points.dtype).eps
-    below = t_lo - points
-    above = points - t_hi
-    lb2 = (torch.maximum(below, above).clamp_min(0) ** 2).sum(-1)
-    ub2 = (torch.maximum(points - t_lo, t_hi - points) ** 2).sum(-1)
+    px, py = points[..., 0], points[..., 1]
+    nx = torch.maximum(t_lo[..., 0] - px, px - t_hi[..., 0]).clamp_min(0)
+    ny = torch.maximum(t_lo[..., 1] - py, py - t_hi[..., 1]).clamp_min(0)
+    fx = torch.maximum(px - t_lo[..., 0], t_hi[..., 0] - px)
+    fy = torch.maximum(py - t_lo[..., 1], t_hi[..., 1] - py)
+    lb2 = nx * nx + ny * ny
+    ub2 = fx * fx + fy * fy
     if largest:
         thr = lb2.masked_fill(~valid, -torch.inf).max(-1, keepdim=True).values
         return valid & (ub2 >= thr * (1.0 - slack) - slack)

@@ -28,7 +28,7 @@ from fit3dmm.observe.observation import Observation
 from fit3dmm.observe.points import DEFAULT_COUNTS, mask_point_sets
 from fit3dmm.parts import NUM_PARTS, PART_INDEX
 from fit3dmm.render.camera import PerspectiveCamera, euler_to_matrix, matrix_to_axis_angle, transform_points
-from fit3dmm.render.rasterize import render_labels
+from fit3dmm.render.rasterize import render_labels, triangle_winding
 from fit3dmm.render.shading import render_shaded, vertex_normals
 from fit3dmm.train.data import ObservationCache, TrainItem
 from fit3dmm.train.regressor import CoefficientLayout, Coefficients
@@ -95,9 +95,9 @@ def _appearance(model: FaceModel, gen: torch.Generator) -> tuple[Tensor, Tensor,
         for name, tint in PART_TINT.items():
             albedo[labels == PART_INDEX[name]] *= torch.tensor(tint)
     light = torch.zeros(3, 9)
-    light[:, 0] = 0.25 * (2 * torch.rand(1, generator=gen) - 1) + 0.05 * torch.randn(3, generator=gen)
-    light[:, 1:4] = 0.35 * torch.randn(1, 3, generator=gen)  # one direction, all channels
-    light[:, 4:] = 0.08 * torch.randn(1, 5, generator=gen)
+    light[:, 0] = 0.15 * (2 * torch.rand(1, generator=gen) - 1) + 0.03 * torch.randn(3, generator=gen)
+    light[:, 1:4] = 0.2 * torch.randn(1, 3, generator=gen)  # one direction, all channels
+    light[:, 4:] = 0.05 * torch.randn(1, 5, generator=gen)
     background = torch.rand(2, 3, generator=gen)
     return albedo.clamp(0, 1), light.flatten(), background
 
@@ -124,7 +124,8 @@ def render_synthetic(model: FaceModel, coeffs: Coefficients, size: int, index_se
                              coeffs.translation)
     pix, depth = camera.project(verts)
     normals = vertex_normals(verts, model.triangles)
-    image, mask = render_shaded(pix, depth, model.triangles, normals, (size, size), albedo=albedo[None].to(device),
+    front = model.triangles[triangle_winding(pix, model.triangles)[0] < 0]  # back faces are hidden anyway
+    image, mask = render_shaded(pix, depth, front, normals, (size, size), albedo=albedo[None].to(device),
                                 light=light[None].to(device))
     ramp = torch.linspace(0, 1, size, device=device)
     angle = 2 * math.pi * float(torch.rand(1, generator=gen))

@@ -1,0 +1,81 @@
+"""``fit3dmm compare``: fit each geometric loss alone from the same start and compare their Part IoU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fit3dmm.cli.common import _parse_weights, fail, model_option
+from fit3dmm.losses.registry import GEOMETRIC_LOSSES
+from fit3dmm.observe.labelmaps import FORMATS
+
+GROUP_CHOICES = ("auto", "fasseg", "fasseg-sides", "parts")
+
+
+@click.command()
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Output folder: table.md, table.csv, per_image.csv, figure.png, figures/.")
+@click.option("--losses", default=",".join(GEOMETRIC_LOSSES), show_default=True,
+              help="Comma-separated geometric losses, each fitted alone.")
+@click.option("--weight", "weights", multiple=True, callback=_parse_weights,
+              help="Override a loss weight, e.g. --weight prdl=1e-3 or --weight reg=0 (repeatable).")
+@click.option("--no-reg", is_flag=True, help="Fit each loss without the coefficient regulariser.")
+@click.option("--seg", "segs", multiple=True, type=click.Path(path_type=Path),
+              help="Label map of an IMAGE (repeat once per image, same order); default: built-in segmenter.")
+@click.option("--seg-format", type=click.Choice(sorted(FORMATS)), default=None, help="Convention of --seg.")
+@click.option("--dataset", nargs=2, type=(click.Choice(["fasseg"]), click.Path(path_type=Path)), default=None,
+              help="A labelled dataset: NAME DIR, e.g. --dataset fasseg ../shared/datasets/fasseg-frontal.")
+@click.option("--split", type=click.Choice(["train", "test", "all"]), default="test", show_default=True,
+              help="Split of --dataset.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N photos of --dataset.")
+@click.option("--groups", type=click.Choice(GROUP_CHOICES), default="auto", show_default=True,
+              help="Scored regions: FASSEG classes (eyes, nose, mouth, skin), with each eye too, or every part; "
+                   "auto = fasseg for FASSEG labels, else parts.")
+@model_option
+@click.option("--iterations", default=200, show_default=True, type=click.IntRange(0, 100000),
+              help="Adam iterations on identity, expression and pose.")
+@click.option("--rigid-iterations", default=60, show_default=True, type=click.IntRange(0, 100000),
+              help="Iterations of the shared rigid stage (pose from landmarks).")
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(1, 1024), help="Faces fitted together.")
+@click.option("--size", default=224, show_default=True, type=click.IntRange(64, 1024), help="Working crop size.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--figure-rows", default=8, show_default=True, type=click.IntRange(0, 1000),
+              help="Photos stacked in figure.png (every photo gets figures/<name>.png).")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def compare(images, out, losses, weights, no_reg, segs, seg_format, dataset, split, limit, groups, model, iterations,
+            rigid_iterations, batch, size, device, figure_rows, quiet) -> None:
+    """Fit each geometric loss alone to IMAGES (or --dataset) and write Part IoU tables and figures."""
+    from fit3dmm.compare import LabelledPhoto, fasseg_photos, run_compare
+    from fit3dmm.fitting.engine import FitConfig
+    from fit3dmm.metrics.fit_metrics import FASSEG_GROUPS, FASSEG_GROUPS_BY_SIDE, PART_GROUPS
+    from fit3dmm.metrics.report import markdown_table
+    from fit3dmm.observe.image import find_images
+
+    if dataset is not None and (images or segs):
+        fail("give IMAGE... (with --seg) or --dataset, not both")
+    if dataset is None and not images:
+        fail("give at least one IMAGE, or --dataset NAME DIR")
+    if bool(segs) != (seg_format is not None):
+        fail("--seg and --seg-format go together")
+    if dataset is not None:
+        photos = fasseg_photos(dataset[1], split, limit)
+    else:
+        paths = find_images(list(images))
+        if segs and len(segs) != len(paths):
+            fail(f"--seg was given {len(segs)} times for {len(paths)} images; give one label map per image")
+        labels = list(segs) if segs else [None] * len(paths)
+        photos = [LabelledPhoto(p.stem, p, s, seg_format if s is not None else None)
+                  for p, s in zip(paths, labels, strict=True)]
+    chosen = {"auto": None, "fasseg": FASSEG_GROUPS, "fasseg-sides": FASSEG_GROUPS_BY_SIDE,
+              "parts": PART_GROUPS}[groups]
+    config = FitConfig(iterations=iterations, rigid_iterations=rigid_iterations)
+    report = None if quiet else (lambda line: click.echo(line, err=True))
+    evaluation, written, failures = run_compare(
+        photos, losses.split(","), out, model=model, weights=weights, regularize=not no_reg, config=config,
+        groups=chosen, batch_size=batch, size=size, device=device, figure_rows=figure_rows, progress=report)
+    click.echo(markdown_table(evaluation.summary_rows(), evaluation.table_columns()))
+    if failures:
+        click.echo(f"skipped {len(failures)} photo(s): " + "; ".join(f"{k} ({v})" for k, v in failures.items()))
+    click.echo(f"wrote {len(written)} files under {out}")

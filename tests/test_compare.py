@@ -1,0 +1,137 @@
+"""``fit3dmm compare`` on one FASSEG photo: each loss alone from the same rigid start, tables and figures."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fit3dmm.cli import main
+from fit3dmm.compare import (
+    evaluate_fits,
+    fasseg_photos,
+    loss_alone_configs,
+    prepare_targets,
+    run_compare,
+)
+from fit3dmm.fitting.engine import FitConfig
+from fit3dmm.losses.registry import loss_class
+from fit3dmm.metrics.fit_metrics import FASSEG_GROUPS
+from fit3dmm.models.face_model import FaceModel
+
+ICT_SUBDIR = Path("face-models") / "ict-facekit-light"
+FASSEG_SUBDIR = Path("datasets") / "fasseg-frontal"
+
+
+@pytest.fixture(scope="module")
+def quick_model(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaceModel]:
+    """ICT annotated by Algorithm 1 from 6 small renders (seconds instead of minutes; rough labels), cached in
+    a private FIT3DMM_CACHE so that the CLI finds them and no other test sees them."""
+    from fit3dmm.models.annotate import AnnotationConfig, annotate_model, landmark_part_labels
+    from fit3dmm.models.store import load_model, save_assets
+    from fit3dmm.observe.detect import MediaPipeDetector
+
+    folder = shared_dir / ICT_SUBDIR
+    if not (shared_dir / FASSEG_SUBDIR / "index.csv").is_file() or not folder.is_dir():
+        pytest.skip("FASSEG or ICT-FaceKit Light missing from the shared folder")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FIT3DMM_CACHE", str(tmp_path_factory.mktemp("compare-cache")))
+        model = load_model(str(folder))
+        with MediaPipeDetector(max_faces=1) as detector:
+            assets = annotate_model(model, detector, landmark_part_labels, AnnotationConfig(views=6, size=320))
+        model.assets = assets
+        save_assets(model, assets)
+        yield model
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_compare_two_losses_on_one_fasseg_photo(quick_model: FaceModel, shared_dir: Path, tmp_path: Path):
+    photos = fasseg_photos(shared_dir / FASSEG_SUBDIR, "test", limit=1)
+    assert [p.name for p in photos] == ["test_1"]
+    evaluation, written, failures = run_compare(
+        photos, ["prdl", "icp"], tmp_path, model=quick_model, config=FitConfig(iterations=3, rigid_iterations=10),
+        device="cpu")
+    assert failures == {}
+    assert list(evaluation.groups) == list(FASSEG_GROUPS)  # FASSEG labels → its four classes
+    rows = _read_csv(tmp_path / "table.csv")
+    assert [r["config"] for r in rows] == ["prdl", "icp"]
+    for row in rows:
+        values = [float(row[g]) for g in FASSEG_GROUPS]
+        assert all(0.0 <= v <= 1.0 for v in values)
+        assert float(row["mean"]) == pytest.approx(np.mean(values))
+        assert int(row["iterations"]) == 3 and int(row["images"]) == 1
+        # the rigid start from the landmarks already puts the model's nose on the photo's nose
+        assert float(row["nose"]) > 0.4, row
+    reg = loss_class("reg").default_weight
+    assert evaluation.regularizer == reg and evaluation.runs[0].weights == {"prdl": loss_class("prdl").default_weight,
+                                                                            "reg": reg}
+    table = (tmp_path / "table.md").read_text()
+    assert "| prdl |" in table and "| icp |" in table and f"λ = {reg:g}" in table
+    figure = tmp_path / "figure.png"
+    assert figure in written and (tmp_path / "figures" / "test_1.png") in written
+    from PIL import Image
+
+    with Image.open(figure) as image:
+        width, height = image.size
+    assert height > 256 and width > 3 * 256 * 294 / 512  # three panels: target, prdl, icp
+
+
+def test_every_configuration_starts_from_the_same_rigid_fit(quick_model: FaceModel, shared_dir: Path):
+    targets, _ = prepare_targets(fasseg_photos(shared_dir / FASSEG_SUBDIR, "test", limit=1))
+    configs = loss_alone_configs(["icp", "chamfer"])
+    evaluation = evaluate_fits(quick_model, targets, configs, config=FitConfig(iterations=0, rigid_iterations=10),
+                               groups=FASSEG_GROUPS)
+    first, second = evaluation.runs
+    assert np.array_equal(first.pose_deg, second.pose_deg)
+    assert np.array_equal(first.iou, second.iou, equal_nan=True)
+    # and a different rigid stage gives a different start
+    other = evaluate_fits(quick_model, targets, {"icp": configs["icp"]},
+                          config=FitConfig(iterations=0, rigid_iterations=0), groups=FASSEG_GROUPS)
+    assert not np.array_equal(other.runs[0].pose_deg, first.pose_deg)
+
+
+def test_loss_alone_configs_refuse_what_is_not_a_geometric_loss():
+    assert loss_alone_configs(["icp"], {"reg": 0.5}) == {"icp": {"icp": loss_class("icp").default_weight,
+                                                                 "reg": 0.5}}
+    assert loss_alone_configs(["icp"], regularize=False) == {"icp": {"icp": loss_class("icp").default_weight}}
+    with pytest.raises(ValueError, match="not among"):
+        loss_alone_configs(["lmk"])
+    with pytest.raises(ValueError, match="twice"):
+        loss_alone_configs(["icp", "icp"])
+    with pytest.raises(ValueError, match="not compared"):
+        loss_alone_configs(["icp"], {"prdl": 1.0})
+
+
+def test_cli_compare_writes_tables(quick_model: FaceModel, shared_dir: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch):
+    from fit3dmm.models.store import assets_dir
+
+    monkeypatch.setenv("FIT3DMM_CACHE", str(assets_dir(quick_model).parents[1]))
+    root = shared_dir / FASSEG_SUBDIR
+    args = ["compare", str(root / "images" / "test_2.png"), "--seg", str(root / "labels" / "test_2.png"),
+            "--seg-format", "fasseg", "--losses", "icp,chamfer", "--iterations", "2", "--rigid-iterations", "5",
+            "--model", str(shared_dir / ICT_SUBDIR), "--device", "cpu", "--out", str(tmp_path), "--quiet"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert [r["config"] for r in _read_csv(tmp_path / "table.csv")] == ["icp", "chamfer"]
+    assert "| icp |" in result.output
+    per_image = _read_csv(tmp_path / "per_image.csv")
+    assert [(r["image"], r["config"]) for r in per_image] == [("test_2", "icp"), ("test_2", "chamfer")]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["x.png", "--seg", "y.png", "--losses", "icp"], "--seg and --seg-format go together"),
+    (["--losses", "icp"], "give at least one IMAGE"),
+    (["x.png", "--dataset", "fasseg", "d"], "not both"),
+])
+def test_cli_compare_rejects_bad_options(tmp_path: Path, args: list[str], message: str):
+    result = CliRunner().invoke(main, ["compare", *args, "--out", str(tmp_path)])
+    assert result.exit_code != 0 and message in result.output
