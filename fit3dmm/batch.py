@@ -842,8 +842,8 @@ def run_batch(
         removed, the report is written with what is finished, and the interrupt is re-raised.
     """
     started = time.perf_counter()
-    extras = MeshExtras.from_model(model)
     color = check_model_outputs(model, options.outputs)
+    extras = MeshExtras.from_model(model, options.outputs.texture_size if color == "texture" else None)
     fingerprint = options_fingerprint(model, weights, config, options, color)
     settings = ObserveSettings(options.size, options.faces, float(options.min_face_size), options.detect_max_side,
                                segment, seg, seg_format)
@@ -1026,8 +1026,8 @@ def fit_to_mesh_path(
 
     target = Path(target)
     outputs = dataclasses.replace(options.outputs, mesh_format=target.suffix)
-    extras = MeshExtras.from_model(model)
     color = check_model_outputs(model, outputs)
+    extras = MeshExtras.from_model(model, outputs.texture_size if color == "texture" else None)
     settings = ObserveSettings(options.size, "largest", float(options.min_face_size), options.detect_max_side,
                                segment, seg, seg_format)
     worker = PhotoWorker(settings, outputs, color, extras, detector_factory)

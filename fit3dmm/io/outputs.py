@@ -112,28 +112,52 @@ class MeshExtras:
     Attributes:
         uv: (Nuv, 2) texture coordinates, or None.
         triangles_uv: (T, 3) uv index per triangle corner of the full model, or None.
-        face_triangle_mask: (T,) bool, the triangles of the fitted face region (the ones baked).
+        bake_mask: (T,) bool, the triangles whose texels are baked from the photo, or None (no texture).
         part_labels: (V,) int64 part index per vertex (−1 none), or None when the model is not annotated.
     """
 
     uv: np.ndarray | None
     triangles_uv: np.ndarray | None
-    face_triangle_mask: np.ndarray
+    bake_mask: np.ndarray | None
     part_labels: np.ndarray | None
 
     @staticmethod
-    def from_model(model: FaceModel) -> MeshExtras:
-        """From a :class:`~fit3dmm.models.face_model.FaceModel`."""
-        triangles = model.triangles.cpu().numpy()
-        in_face = np.zeros(model.num_vertices, bool)
-        in_face[model.face_vertices.cpu().numpy()] = True
+    def from_model(model: FaceModel, texture_size: int | None = None) -> MeshExtras:
+        """From a :class:`~fit3dmm.models.face_model.FaceModel`; ``texture_size`` given (and UVs present):
+        also the bake mask for textures of that size (:func:`bake_mask`)."""
         labels = model.assets.part_labels
-        return MeshExtras(
-            uv=None if model.uv is None else np.asarray(model.uv, np.float64),
-            triangles_uv=None if model.triangles_uv is None else np.asarray(model.triangles_uv, np.int64),
-            face_triangle_mask=in_face[triangles].all(axis=1),
-            part_labels=None if labels is None else np.asarray(labels, np.int64),
-        )
+        uv = None if model.uv is None else np.asarray(model.uv, np.float64)
+        triangles_uv = None if model.triangles_uv is None else np.asarray(model.triangles_uv, np.int64)
+        mask = None
+        if uv is not None and texture_size is not None:
+            in_face = np.zeros(model.num_vertices, bool)
+            in_face[model.face_vertices.cpu().numpy()] = True
+            mask = bake_mask(uv, triangles_uv, in_face[model.triangles.cpu().numpy()].all(axis=1), texture_size)
+        return MeshExtras(uv=uv, triangles_uv=triangles_uv, bake_mask=mask,
+                          part_labels=None if labels is None else np.asarray(labels, np.int64))
+
+
+def bake_mask(uv: np.ndarray, triangles_uv: np.ndarray, face_triangles: np.ndarray, size: int) -> np.ndarray:
+    """(T,) bool: the face triangles in the UV tile [0, 1]² that own at least one texel of a ``size``² texture.
+
+    Where triangles overlap in UV space the lowest index owns the texel (the rule of
+    :func:`~fit3dmm.io.mesh.bake_texture`); a triangle that owns none lies under another chart (ICT maps
+    both eyeballs over its face tile) and must not be baked, or it would show through wherever the face
+    above it is hidden in the photo.
+
+    Args:
+        uv: (Nuv, 2) texture coordinates; triangles_uv: (T, 3) uv indices.
+        face_triangles: (T,) bool, the candidates (the fitted face region).
+    """
+    corners = uv[triangles_uv]
+    candidates = np.nonzero(face_triangles & ((corners >= 0.0) & (corners <= 1.0)).all(axis=(1, 2)))[0]
+    texel_xy = np.stack([uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5], axis=-1)
+    fragments = rasterize(torch.from_numpy(texel_xy)[None], torch.ones(1, len(uv), dtype=torch.float64),
+                          torch.from_numpy(triangles_uv[candidates]), (size, size))
+    owners = torch.unique(fragments.face_index[fragments.face_index >= 0]).numpy()
+    mask = np.zeros(len(triangles_uv), bool)
+    mask[candidates[owners]] = True
+    return mask
 
 
 @dataclass
@@ -268,9 +292,7 @@ def _overlay(photo: np.ndarray, result: FitResult, index: int) -> np.ndarray:
 def _texture_mesh(photo: np.ndarray, pix: np.ndarray, visible: np.ndarray, triangles: np.ndarray,
                   extras: MeshExtras, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bake the texture; returns (uv (Nuv + 1, 2), triangles_uv (T, 3), texture (size, size, 3))."""
-    uv, triangles_uv = extras.uv, extras.triangles_uv
-    corners = uv[triangles_uv]
-    baked = extras.face_triangle_mask & ((corners >= 0.0) & (corners <= 1.0)).all(axis=(1, 2))
+    uv, triangles_uv, baked = extras.uv, extras.triangles_uv, extras.bake_mask
     texture, filled = bake_texture(photo, pix, visible, uv, triangles, triangles_uv, size, triangle_mask=baked)
     # the other triangles share the texel farthest from anything sampled (their fill: the mean face colour)
     if filled.any():
@@ -311,8 +333,9 @@ def save_outputs(result: FitResult, index: int, photo: np.ndarray, paths: Output
     width, height = (int(v) for v in result.observation.photo_size[index])
     if photo.shape != (height, width, 3) or photo.dtype != np.uint8:
         raise ValueError(f"photo must be ({height}, {width}, 3) uint8 as fitted, got {photo.shape} {photo.dtype}")
-    if color == "texture" and (extras is None or extras.uv is None):
-        raise ValueError("a texture needs the model's texture coordinates (extras with uv)")
+    if color == "texture" and (extras is None or extras.bake_mask is None):
+        raise ValueError("a texture needs the model's texture coordinates and bake mask "
+                         "(MeshExtras.from_model(model, texture_size))")
     if paths.parts is not None and (extras is None or extras.part_labels is None):
         raise ValueError("a part map needs part annotations on the model; build them with "
                          "`fit3dmm models annotate`")

@@ -71,7 +71,7 @@ class Loss(nn.Module, ABC):
     default_weight: float = 1.0
     needs: tuple[str, ...] = ()
 
-    def prepare(self, observation: Observation) -> None:  # noqa: B027 - optional hook, default is no-op
+    def prepare(self, observation: Observation) -> None:
         """Precompute target-side data for ``observation`` (called once before the iterations)."""
 
     @abstractmethod
