@@ -10,7 +10,9 @@ For each loss: value, forward+backward wall time (median of ``--repeats`` after 
 the gradient on the projected vertices, raw and times the loss's default weight (how hard it pulls at its
 default, compared with PRDL at λ = 0.8e-3).  The dense float64 PRDL runs once (it takes seconds); the fast
 PRDL is compared with it at equal inputs: relative difference of value and gradient, and the speed-up.
-Timings on a shared CPU are noisy.
+Timings on a shared CPU are noisy.  On an oversubscribed machine OpenMP's spinning barrier makes every op of
+the fast path cost milliseconds with more than one intra-op thread: there, measure with ``--threads 1`` or
+with ``OMP_WAIT_POLICY=PASSIVE`` in the environment.
 
     python benchmarks/bench_losses.py [--repeats 3] [--size 224] [--device cpu] [--threads N] [--skip-dense]
 """
@@ -77,8 +79,8 @@ def synthetic_face(size: int, device: torch.device) -> tuple[Observation, Predic
         pick = torch.randperm(rc.shape[0], generator=gen)[:3000].sort().values
         points[name] = PointSet(rc[pick].flip(-1)[None].float(), torch.ones((1, pick.numel()), dtype=torch.bool))
     obs = Observation(
-        image=torch.zeros((1, 3, size, size)), crop_to_photo=torch.eye(3)[None], photo_size=torch.tensor([[size, size]]),
-        masks=masks, part_weights=torch.ones((1, NUM_PARTS)), points=points,
+        image=torch.zeros((1, 3, size, size)), crop_to_photo=torch.eye(3)[None],
+        photo_size=torch.tensor([[size, size]]), masks=masks, part_weights=torch.ones((1, NUM_PARTS)), points=points,
     ).to(device)
 
     # a triangulated vertex grid over the face, labelled, then moved by a small similarity transform
@@ -198,7 +200,8 @@ def main() -> None:
         t = median_time(lambda dtype=dtype: value_and_grad(fast, pred, obs, dtype), args.repeats, device)
         dv = abs(v - v_dense) / abs(v_dense)
         dg = float((g.double() - g_dense).norm() / g_dense.norm())
-        print(f"| fast | {str(dtype).removeprefix('torch.')} | {t * 1e3:.1f} | {t_dense / t:.0f}× | {dv:.2e} | {dg:.2e} |")
+        name = str(dtype).removeprefix("torch.")
+        print(f"| fast | {name} | {t * 1e3:.1f} | {t_dense / t:.0f}× | {dv:.2e} | {dg:.2e} |")
 
 
 if __name__ == "__main__":

@@ -148,7 +148,7 @@ class PhotoJob:
 # --------------------------------------------------------------------------------------------- planning
 def output_names(paths: Sequence[str | Path]) -> list[str]:
     """Output folder names for photos (module docstring): the stem, or ``<stem>-<hash>`` when the stem is
-    shared (case-insensitively) or reserved.  The name of a photo depends on the set of inputs, not on
+    shared (case-insensitively), reserved or hidden (leading dots are dropped: ``.x.jpg`` → ``x-<hash>``).  The name of a photo depends on the set of inputs, not on
     their order; names are unique."""
     paths = [Path(p) for p in paths]
     if len({p.resolve() for p in paths}) != len(paths):
@@ -158,9 +158,9 @@ def output_names(paths: Sequence[str | Path]) -> list[str]:
     names = []
     for path, stem in zip(paths, stems, strict=True):
         unsafe = stem.lower() in _RESERVED_NAMES or stem.startswith(".") or counts[stem.lower()] > 1
-        if unsafe:
+        if unsafe:  # hidden names are for temporaries: drop leading dots
             digest = hashlib.sha1(str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:8]
-            stem = f"{stem}-{digest}"
+            stem = f"{stem.lstrip('.') or 'photo'}-{digest}"
         names.append(stem)
     return names
 
@@ -203,9 +203,9 @@ def check_request(images: Sequence[str | Path], out: str | Path, options: BatchO
     """Every check that needs neither the model nor a fit, so that bad requests fail before any work.
 
     Checks: the losses and weights (when given), the inputs (:func:`~fit3dmm.observe.image.find_images`;
-    files inside a folder ``out`` are left out, they are earlier outputs), a mesh path ``out`` (one photo,
-    the largest face, a format that agrees), ``--seg`` (with ``--seg-format``, one photo, a label map of the
-    photo's size).
+    files inside a folder ``out`` are left out, they are earlier outputs), a mesh path ``out`` (one photo
+    that loads, the largest face, a format that agrees), ``--seg`` (with ``--seg-format``, one photo, a label
+    map of the photo's size).
 
     Raises:
         ValueError (ImageLoadError, LabelMapError): with a one-line message.
@@ -242,6 +242,7 @@ def check_request(images: Sequence[str | Path], out: str | Path, options: BatchO
         if out.is_dir():
             raise ValueError(f"--out {out} is a folder; a mesh path must be a file")
         single_outputs = dataclasses.replace(options.outputs, mesh_format=out.suffix)
+        load_image(paths[0])  # one photo: an unreadable file is refused now
     if seg is not None:
         if len(paths) > 1:
             raise ValueError(f"{seg}: --seg applies to one photo, got {len(paths)}")
@@ -380,12 +381,12 @@ class PhotoWorker:
             photo = self.load_photo(job.path)
         except ImageLoadError as exc:
             out.status, out.error = STATUS_LOAD_ERROR, _one_line(exc)
-            return out
         except Exception as exc:  # e.g. MemoryError on a huge photo
-            out.status, out.error = STATUS_LOAD_ERROR, f"cannot load image {job.path}: {type(exc).__name__}: " \
-                                                       f"{_one_line(exc)}"
-            return out
+            out.status = STATUS_LOAD_ERROR
+            out.error = f"cannot load image {job.path}: {type(exc).__name__}: {_one_line(exc)}"
         out.time_load = time.perf_counter() - start
+        if out.status != STATUS_OK:
+            return out
         out.height, out.width = photo.shape[:2]
         start = time.perf_counter()
         s = self.settings
@@ -395,11 +396,11 @@ class PhotoWorker:
                                 min_face_size=s.min_face_size)
             out.face_sizes = [_face_size(o) for o in out.faces]
         except NoFaceError as exc:
-            out.status, out.error = STATUS_NO_FACE, _one_line(exc)
+            out.status, out.error = STATUS_NO_FACE, _with_path(job.path, exc)
         except FaceTooSmallError as exc:
-            out.status, out.error = STATUS_TOO_SMALL, _one_line(exc)
+            out.status, out.error = STATUS_TOO_SMALL, _with_path(job.path, exc)
         except Exception as exc:
-            out.status, out.error = STATUS_ERROR, f"{job.path.name}: {type(exc).__name__}: {_one_line(exc)}"
+            out.status, out.error = STATUS_ERROR, f"{job.path}: {type(exc).__name__}: {_one_line(exc)}"
         out.time_detect = time.perf_counter() - start
         return out
 
@@ -420,6 +421,14 @@ class PhotoWorker:
                     leftover.unlink()
             return WriteOutcome(error=f"writing the outputs failed: {type(exc).__name__}: {_one_line(exc)}",
                                 seconds=time.perf_counter() - start)
+
+
+def _with_path(path: Path, exc: BaseException) -> str:
+    """The one-line message of ``exc`` (which starts with the file name) starting with the full path."""
+    message = _one_line(exc)
+    if message.startswith(f"{path.name}:"):
+        return f"{path}{message[len(path.name):]}"
+    return f"{path}: {message}"
 
 
 def _face_size(observation: Observation) -> float:

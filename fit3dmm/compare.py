@@ -56,10 +56,11 @@ Progress = Callable[[str], None]
 
 @dataclass
 class LabelledPhoto:
-    """A photo and, optionally, its label map (``label_format`` among :data:`~fit3dmm.observe.labelmaps.FORMATS`)."""
+    """A photo (a path or an (H, W, 3) uint8 RGB array) and, optionally, its label map (``label_format`` among
+    :data:`~fit3dmm.observe.labelmaps.FORMATS`)."""
 
     name: str
-    image: Path
+    image: Path | np.ndarray
     label: Path | None = None
     label_format: str | None = None
 
@@ -81,7 +82,8 @@ class FitTarget:
         masks: (8, H, W) bool target part masks in photo pixels (a label map as loaded, or the built-in
             segmenter on the photo), or None.
         landmarks68: (68, 2) detected 68 landmarks in photo pixels.
-        timings: seconds for ``detect`` and ``segment``.
+        timings: seconds for ``detect`` (the detector) and ``segment`` (the observation's part masks and point
+            sets, :func:`~fit3dmm.observe.segment.segment_observation`).
     """
 
     name: str
@@ -137,7 +139,9 @@ class ConfigRun:
 class Evaluation:
     """Every configuration's fits on the same targets.
 
-    ``groups``: the scored regions (name → parts); ``rigid_seconds``: per batch, the shared rigid stage.
+    ``groups``: the scored regions (name → parts); ``mean_groups``: those averaged into ``mean`` (default
+    all); ``rigid_seconds``: per batch, the shared rigid stage; ``regularizer``: the ``reg`` weight every
+    configuration shares (for the tables), or None.
     """
 
     names: list[str]
@@ -145,17 +149,27 @@ class Evaluation:
     runs: list[ConfigRun]
     rigid_seconds: list[float] = field(default_factory=list)
     regularizer: float | None = None
+    mean_groups: tuple[str, ...] | None = None
+
+    def mean_iou(self, run: ConfigRun) -> np.ndarray:
+        """(N,) per-target mean IoU over ``mean_groups`` (NaN regions skipped)."""
+        if run.iou is None:
+            raise ValueError(f"{run.name} has no Part IoU (the targets have no masks)")
+        names = list(self.groups)
+        columns = [names.index(g) for g in (self.mean_groups or names)]
+        return nanmean(run.iou[:, columns], axis=1)
 
     def summary_rows(self) -> list[dict[str, object]]:
         """One row per configuration: mean IoU over targets per group, ``mean`` (the mean over targets of
-        the per-target mean over groups), ``images``, ``iterations``, ``ms_per_it`` (per face), ``diverged``."""
+        the per-target mean over ``mean_groups``), ``images``, ``iterations``, ``ms_per_it`` (per face),
+        ``diverged``."""
         rows = []
         for run in self.runs:
             row: dict[str, object] = {"config": run.name}
             if run.iou is not None and len(run.iou):
                 for g, name in enumerate(self.groups):
                     row[name] = float(nanmean(run.iou[:, g]))
-                row["mean"] = float(nanmean(nanmean(run.iou, axis=1)))
+                row["mean"] = float(nanmean(self.mean_iou(run)))
             row["images"] = len(run.status)
             row["iterations"] = run.iterations
             row["ms_per_it"] = 1000.0 * run.seconds_per_iteration
@@ -172,7 +186,7 @@ class Evaluation:
                 if run.iou is not None:
                     for g, group in enumerate(self.groups):
                         row[group] = float(run.iou[n, g])
-                    row["mean"] = float(nanmean(run.iou[n]))
+                    row["mean"] = float(self.mean_iou(run)[n])
                 row["status"] = run.status[n]
                 rows.append(row)
         return rows
@@ -220,6 +234,7 @@ def prepare_targets(
     photos: Sequence[LabelledPhoto],
     *,
     segment: bool = True,
+    fit_labels: bool = True,
     size: int = 224,
     detector: LandmarkDetector | None = None,
     counts: Mapping[str, int] | None = None,
@@ -231,6 +246,8 @@ def prepare_targets(
         photos: the photos (with label maps where available).
         segment: add part masks and point sets to the observations (needed by PRDL and the other part
             losses) and compute target masks in photo pixels; False keeps landmarks only.
+        fit_labels: fit to a photo's label map when it has one; False fits to the built-in segmenter's parts
+            while still scoring against the label map (the default pipeline on a labelled benchmark).
         size: working crop size.
         detector: landmark backend (default mediapipe, closed afterwards).
         counts: FPS sizes of the target point sets.
@@ -245,24 +262,23 @@ def prepare_targets(
     try:
         for item in photos:
             try:
-                photo = load_image(item.image)
+                photo = item.image if isinstance(item.image, np.ndarray) else load_image(item.image)
                 start = time.perf_counter()
                 found = detector.detect(photo)
                 detect_s = time.perf_counter() - start
                 if not found:
                     raise ValueError("no face found")
                 obs = observe_face(photo, found[0], size=size, name=item.name)
+                parts = masks = None
+                if segment and item.label is not None:
+                    parts = load_label_map(item.label, item.label_format, photo.shape[:2])
                 start = time.perf_counter()
-                masks = None
                 if segment:
-                    parts = None
-                    if item.label is not None:
-                        parts = load_label_map(item.label, item.label_format, photo.shape[:2])
-                        masks = parts.masks
-                    else:
-                        masks = segment_from_landmarks(found[0].landmarks, photo.shape[:2], photo).masks
-                    obs = segment_observation(obs, parts, counts or DEFAULT_COUNTS)
+                    obs = segment_observation(obs, parts if fit_labels else None, counts or DEFAULT_COUNTS)
                 segment_s = time.perf_counter() - start
+                if segment:  # the score's target, in photo pixels
+                    masks = parts.masks if parts is not None else \
+                        segment_from_landmarks(found[0].landmarks, photo.shape[:2], photo).masks
             except (ValueError, OSError) as exc:
                 failures[item.name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 if progress is not None:
@@ -299,6 +315,7 @@ def evaluate_fits(
     keep_labels: bool = False,
     keep_vertices: bool = False,
     regularizer: float | None = None,
+    mean_groups: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> Evaluation:
     """Fit every configuration to every target from a shared rigid start, and score the fits.
@@ -313,6 +330,7 @@ def evaluate_fits(
         keep_labels: keep the rendered label maps (for :func:`write_compare`'s figures).
         keep_vertices: keep fitted model-space and camera-space vertices.
         regularizer: the ``reg`` weight shared by the configurations, recorded for the tables.
+        mean_groups: the groups averaged into the ``mean`` column (default all).
         progress: called with a line of text after each batch and configuration.
     """
     if not targets:
@@ -323,6 +341,8 @@ def evaluate_fits(
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
     config = config or FitConfig()
     groups = {k: tuple(v) for k, v in (groups or PART_GROUPS).items()}
+    if mean_groups is not None and (not mean_groups or set(mean_groups) - set(groups)):
+        raise ValueError(f"mean_groups must be a non-empty subset of {list(groups)}, got {list(mean_groups)}")
     scored = all(t.masks is not None for t in targets)
     part_labels = model.part_labels
     if scored and int(part_labels.max()) < 0:
@@ -376,7 +396,8 @@ def evaluate_fits(
             status=out["status"], iterations=config.iterations,
             fit_seconds=out["seconds"], batch_sizes=out["batch"],
         ))
-    return Evaluation(names=names, groups=groups, runs=runs, rigid_seconds=rigid_seconds, regularizer=regularizer)
+    return Evaluation(names=names, groups=groups, runs=runs, rigid_seconds=rigid_seconds, regularizer=regularizer,
+                      mean_groups=None if mean_groups is None else tuple(mean_groups))
 
 
 def loss_alone_configs(losses: Sequence[str], weights: Mapping[str, float] | None = None,
@@ -448,7 +469,7 @@ def _labelled_panel(image: np.ndarray, lines: Sequence[str], width: int) -> np.n
 def compare_figure(
     photo: np.ndarray,
     target_masks: np.ndarray,
-    fitted: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    fitted: Sequence[tuple[str, np.ndarray, np.ndarray, float]],
     groups: Mapping[str, Sequence[str]],
     panel_height: int = PANEL_HEIGHT,
 ) -> np.ndarray:
@@ -458,7 +479,7 @@ def compare_figure(
     Args:
         photo: (H, W, 3) uint8 RGB.
         target_masks: (8, H, W) bool target masks.
-        fitted: per configuration (name, labels (H, W) int, iou (G,)).
+        fitted: per configuration (name, labels (H, W) int, iou (G,), mean IoU).
         groups: the scored regions, in the order of ``iou``.
     Returns:
         (h, w, 3) uint8 RGB.
@@ -484,12 +505,11 @@ def compare_figure(
     text_width = max(pw, 150)
     panels = [_labelled_panel(target_view, ["target", ""], text_width)]
     names = list(groups)
-    for name, labels, iou in fitted:
+    for name, labels, iou, mean in fitted:
         labels = np.asarray(labels, np.int64)
         view = fit_size(overlay_part_map(photo, color_part_map(labels), labels >= 0, alpha=0.55))
         for contours in outlines:
             cv2.drawContours(view, contours, -1, (255, 255, 255), 1, cv2.LINE_AA)
-        mean = float(nanmean(iou))
         cells = [f"{g[:5]} {v:.2f}" for g, v in zip(names, iou, strict=True)]
         lines = [f"{name}  mean {mean:.3f}"] + [" ".join(cells[i: i + 3]) for i in range(0, len(cells), 3)]
         panels.append(_labelled_panel(view, lines, text_width))
@@ -555,7 +575,7 @@ def write_compare(
         fig_dir.mkdir(exist_ok=True)
         stack = []
         for n, target in enumerate(targets):
-            fitted = [(r.name, r.labels[n], r.iou[n]) for r in evaluation.runs]
+            fitted = [(r.name, r.labels[n], r.iou[n], float(evaluation.mean_iou(r)[n])) for r in evaluation.runs]
             row = compare_figure(target.photo, target.masks, fitted, evaluation.groups)
             path = fig_dir / f"{target.name}.png"
             write_png(path, row)
@@ -582,6 +602,7 @@ def run_compare(
     regularize: bool = True,
     config: FitConfig | None = None,
     groups: Mapping[str, Sequence[str]] | None = None,
+    mean_groups: Sequence[str] | None = None,
     batch_size: int = 8,
     size: int = 224,
     device: str | torch.device | None = "auto",
@@ -607,7 +628,7 @@ def run_compare(
     reg = next(iter(configs.values())).get("reg")
     evaluation = evaluate_fits(face_model, targets, configs, config=config,
                                groups=groups or default_groups(photos), batch_size=batch_size, keep_labels=True,
-                               regularizer=reg, progress=progress)
+                               regularizer=reg, mean_groups=mean_groups, progress=progress)
     written = write_compare(evaluation, targets, out, failures=failures, figure_rows=figure_rows,
                             title=f"Each geometric loss alone ({face_model.name}, {len(targets)} photos)")
     return evaluation, written, failures

@@ -219,3 +219,16 @@ def test_prdl_loss_module_prepares_targets_once_and_follows_the_observation() ->
     with pytest.raises(ValueError, match="stats"):
         PRDLLoss(stats=("median",))
     assert set(PART_NAMES) >= set(tgt)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_fast_prdl_runs_on_cuda_and_matches_cpu() -> None:
+    grid = AnchorGrid.full(48)
+    target, target_valid = _targets(face_sets(48, (0.0, 0.0), 70), grid)
+    pred = face_sets(48, (0.9, 0.4), 80)
+    v_cpu, g_cpu = _loss_and_grad(pred, target, target_valid, None, grid, "fast")
+    pred_gpu = {k: v.to("cuda") for k, v in pred.items()}
+    v_gpu, g_gpu = _loss_and_grad(pred_gpu, target.cuda(), target_valid.cuda(), None, grid, "fast")
+    torch.testing.assert_close(v_gpu.cpu(), v_cpu, rtol=1e-9, atol=0.0)
+    for k in pred:
+        torch.testing.assert_close(g_gpu[k].cpu(), g_cpu[k], rtol=1e-7, atol=1e-9)

@@ -28,9 +28,10 @@ def torchvision_resnet50_layout() -> list[tuple[str, tuple[int, ...]]]:
                      (f"{p}.conv2.weight", (width, width, 3, 3)), *_bn(f"{p}.bn2", width),
                      (f"{p}.conv3.weight", (4 * width, width, 1, 1)), *_bn(f"{p}.bn3", 4 * width)]
             if block == 0:
-                keys += [(f"{p}.downsample.0.weight", (4 * width, inplanes, 1, 1)), *_bn(f"{p}.downsample.1", 4 * width)]
+                keys += [(f"{p}.downsample.0.weight", (4 * width, inplanes, 1, 1)),
+                         *_bn(f"{p}.downsample.1", 4 * width)]
             inplanes = 4 * width
-    return keys + [("fc.weight", (1000, 2048)), ("fc.bias", (1000,))]
+    return [*keys, ("fc.weight", (1000, 2048)), ("fc.bias", (1000,))]
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +90,10 @@ def test_torchvision_checkpoint_loads_into_a_coefficient_head(net, tmp_path):
 def test_wrong_checkpoints_are_refused(net, tmp_path):
     state = dict(net.state_dict())
     state["layer2.0.conv2.weight"] = torch.zeros(1, 1, 3, 3)
-    with pytest.raises(ValueError, match="layer2.0.conv2.weight"):
+    with pytest.raises(ValueError, match=r"layer2\.0\.conv2\.weight"):
         load_backbone_weights(ResNet50(), state)
     del state["layer2.0.conv2.weight"]
-    with pytest.raises(ValueError, match="missing layer2.0.conv2.weight"):
+    with pytest.raises(ValueError, match=r"missing layer2\.0\.conv2\.weight"):
         load_backbone_weights(ResNet50(), state)
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")

@@ -7,6 +7,7 @@ not carry; the command runs ``benchmarks/run.py``'s ``main`` with the same optio
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import click
@@ -33,5 +34,6 @@ def bench(repo: Path | None, args: tuple[str, ...]) -> None:
         fail(f"{script} not found: the benchmark suite runs from a source checkout of fit3dmm (use --repo DIR)")
     spec = importlib.util.spec_from_file_location("fit3dmm_benchmarks_run", script)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     raise SystemExit(module.main(list(args)))

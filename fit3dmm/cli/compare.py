@@ -31,8 +31,8 @@ GROUP_CHOICES = ("auto", "fasseg", "fasseg-sides", "parts")
               help="Split of --dataset.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N photos of --dataset.")
 @click.option("--groups", type=click.Choice(GROUP_CHOICES), default="auto", show_default=True,
-              help="Scored regions: FASSEG classes (eyes, nose, mouth, skin), with each eye too, or every part; "
-                   "auto = fasseg for FASSEG labels, else parts.")
+              help="Scored regions: FASSEG classes (eyes, nose, mouth, skin), the same plus each eye (the mean "
+                   "stays over the four classes), or every part; auto = fasseg for FASSEG labels, else parts.")
 @model_option
 @click.option("--iterations", default=200, show_default=True, type=click.IntRange(0, 100000),
               help="Adam iterations on identity, expression and pose.")
@@ -70,11 +70,13 @@ def compare(images, out, losses, weights, no_reg, segs, seg_format, dataset, spl
                   for p, s in zip(paths, labels, strict=True)]
     chosen = {"auto": None, "fasseg": FASSEG_GROUPS, "fasseg-sides": FASSEG_GROUPS_BY_SIDE,
               "parts": PART_GROUPS}[groups]
+    mean_groups = list(FASSEG_GROUPS) if groups == "fasseg-sides" else None
     config = FitConfig(iterations=iterations, rigid_iterations=rigid_iterations)
     report = None if quiet else (lambda line: click.echo(line, err=True))
     evaluation, written, failures = run_compare(
         photos, losses.split(","), out, model=model, weights=weights, regularize=not no_reg, config=config,
-        groups=chosen, batch_size=batch, size=size, device=device, figure_rows=figure_rows, progress=report)
+        groups=chosen, mean_groups=mean_groups, batch_size=batch, size=size, device=device, figure_rows=figure_rows,
+        progress=report)
     click.echo(markdown_table(evaluation.summary_rows(), evaluation.table_columns()))
     if failures:
         click.echo(f"skipped {len(failures)} photo(s): " + "; ".join(f"{k} ({v})" for k, v in failures.items()))

@@ -47,6 +47,7 @@ def train(images, val, out, losses, weights, model, targets, synthetic, supervis
     Runs unchanged under `torchrun --nproc_per_node=N --no-python fit3dmm train ...` (DistributedDataParallel).
     """
     from fit3dmm.observe.image import find_images
+    from fit3dmm.train.distributed import DistInfo
     from fit3dmm.train.loop import TrainConfig
     from fit3dmm.train.run import train_from_folders
 
@@ -56,6 +57,7 @@ def train(images, val, out, losses, weights, model, targets, synthetic, supervis
     val_photos = find_images([val]) if val is not None else []
     if images is not None and val is not None and {p.resolve() for p in photos} & {p.resolve() for p in val_photos}:
         fail("--images and --val share photos; keep validation photos out of training")
+    # the weights are a placeholder: train_from_folders puts those of --loss/--weight in
     config = TrainConfig(weights={"lmk": 1.0}, size=size, batch_size=batch_size, epochs=epochs, lr=lr,
                          supervise=supervise, checkpoint_every=checkpoint_every, seed=seed,
                          num_identity=num_identity, max_steps=max_steps)
@@ -83,7 +85,7 @@ def train(images, val, out, losses, weights, model, targets, synthetic, supervis
     finally:
         if bar is not None:
             bar.close()
-    if not quiet:
+    if not quiet and DistInfo.from_env().is_main:  # under torchrun, one line for the job
         click.echo(f"wrote {path}")
 
 

@@ -24,12 +24,15 @@ face region's triangles only).  Triangles outside that tile or region (ICT: the 
 1..7, eyes, mouth interior, back of the head) all get one texture coordinate, the texel farthest from
 everything sampled, whose pull-push fill is the face's average colour.
 
-Depth and part maps render the full mesh, but only over the bounding box of its projection: a very large
-photo costs memory for its own size, not for a full-resolution z-buffer.
+Depth and part maps render the full mesh, the overlay the fitted face region (headlight shading), both only
+over the bounding box of the projection and in tiles of :data:`RENDER_TILE` pixels, and vertex visibility
+uses a z-buffer of at most :data:`VISIBILITY_MAX_SIDE` pixels: a very large photo costs memory for its own
+pixels, not for a full-resolution z-buffer.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,7 +46,7 @@ from fit3dmm.io.images import colorize_labels, write_depth_png, write_png
 from fit3dmm.io.mesh import MESH_FORMATS, bake_texture, sample_vertex_colors, write_mesh
 from fit3dmm.io.params import result_to_dict, write_params_json, write_params_npz
 from fit3dmm.render.overlay import draw_points, overlay_mesh
-from fit3dmm.render.rasterize import Fragments, rasterize, render_labels, vertex_visibility
+from fit3dmm.render.rasterize import rasterize, render_labels, vertex_visibility
 from fit3dmm.render.shading import vertex_normals
 
 if TYPE_CHECKING:
@@ -51,6 +54,10 @@ if TYPE_CHECKING:
 
 COLOR_MODES = ("auto", "texture", "vertex", "none")
 SPACES = ("photo", "camera")
+RENDER_TILE = 2048
+"""Depth, part and overlay images are rendered in pieces of at most this many pixels square."""
+VISIBILITY_MAX_SIDE = 1024
+"""Vertex visibility (for colours and textures) uses a z-buffer of at most this side."""
 
 
 @dataclass(frozen=True)
@@ -113,12 +120,14 @@ class MeshExtras:
         uv: (Nuv, 2) texture coordinates, or None.
         triangles_uv: (T, 3) uv index per triangle corner of the full model, or None.
         bake_mask: (T,) bool, the triangles whose texels are baked from the photo, or None (no texture).
+        bake_order: (T,) the triangles' priority where their UVs overlap (:func:`bake_priority`), or None.
         part_labels: (V,) int64 part index per vertex (−1 none), or None when the model is not annotated.
     """
 
     uv: np.ndarray | None
     triangles_uv: np.ndarray | None
     bake_mask: np.ndarray | None
+    bake_order: np.ndarray | None
     part_labels: np.ndarray | None
 
     @staticmethod
@@ -128,35 +137,45 @@ class MeshExtras:
         labels = model.assets.part_labels
         uv = None if model.uv is None else np.asarray(model.uv, np.float64)
         triangles_uv = None if model.triangles_uv is None else np.asarray(model.triangles_uv, np.int64)
-        mask = None
+        mask = order = None
         if uv is not None and texture_size is not None:
+            triangles = model.triangles.cpu().numpy()
             in_face = np.zeros(model.num_vertices, bool)
             in_face[model.face_vertices.cpu().numpy()] = True
-            mask = bake_mask(uv, triangles_uv, in_face[model.triangles.cpu().numpy()].all(axis=1), texture_size)
-        return MeshExtras(uv=uv, triangles_uv=triangles_uv, bake_mask=mask,
+            order = bake_priority(triangles)
+            mask = bake_mask(uv, triangles_uv, in_face[triangles].all(axis=1), order, texture_size)
+        return MeshExtras(uv=uv, triangles_uv=triangles_uv, bake_mask=mask, bake_order=order,
                           part_labels=None if labels is None else np.asarray(labels, np.int64))
 
 
-def bake_mask(uv: np.ndarray, triangles_uv: np.ndarray, face_triangles: np.ndarray, size: int) -> np.ndarray:
-    """(T,) bool: the face triangles in the UV tile [0, 1]² that own at least one texel of a ``size``² texture.
+def bake_priority(triangles: np.ndarray) -> np.ndarray:
+    """(T,) the order in which triangles claim texels where their UVs overlap: by their smallest vertex index
+    (stable).  Models list their parts' vertices in blocks (ICT: face 0..9408, eyeballs 21451..24590) while
+    triangulated quads interleave the parts' triangles, so vertex order tells the charts apart."""
+    return np.argsort(triangles.min(axis=1), kind="stable")
 
-    Where triangles overlap in UV space the lowest index owns the texel (the rule of
-    :func:`~fit3dmm.io.mesh.bake_texture`); a triangle that owns none lies under another chart (ICT maps
-    both eyeballs over its face tile) and must not be baked, or it would show through wherever the face
-    above it is hidden in the photo.
+
+def bake_mask(uv: np.ndarray, triangles_uv: np.ndarray, candidates: np.ndarray, priority: np.ndarray,
+              size: int) -> np.ndarray:
+    """(T,) bool: the candidate triangles in the UV tile [0, 1]² that own at least one texel of a ``size``²
+    texture when overlaps go to the first in ``priority`` (:func:`bake_priority`).
+
+    A triangle that owns none lies under another chart (ICT maps both eyeballs over its face tile) and must
+    not be baked, or it would show through wherever the face above it is hidden in the photo.
 
     Args:
         uv: (Nuv, 2) texture coordinates; triangles_uv: (T, 3) uv indices.
-        face_triangles: (T,) bool, the candidates (the fitted face region).
+        candidates: (T,) bool (the fitted face region); priority: (T,) a permutation of the triangles.
     """
     corners = uv[triangles_uv]
-    candidates = np.nonzero(face_triangles & ((corners >= 0.0) & (corners <= 1.0)).all(axis=(1, 2)))[0]
+    eligible = candidates & ((corners >= 0.0) & (corners <= 1.0)).all(axis=(1, 2))
+    ordered = priority[eligible[priority]]
     texel_xy = np.stack([uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5], axis=-1)
     fragments = rasterize(torch.from_numpy(texel_xy)[None], torch.ones(1, len(uv), dtype=torch.float64),
-                          torch.from_numpy(triangles_uv[candidates]), (size, size))
+                          torch.from_numpy(triangles_uv[ordered]), (size, size))
     owners = torch.unique(fragments.face_index[fragments.face_index >= 0]).numpy()
     mask = np.zeros(len(triangles_uv), bool)
-    mask[candidates[owners]] = True
+    mask[ordered[owners]] = True
     return mask
 
 
@@ -232,68 +251,96 @@ def projection_window(points: np.ndarray, image_size: tuple[int, int], margin: i
     return x0, y0, x1, y1
 
 
-_Drawn = tuple[Fragments, torch.Tensor, torch.Tensor, tuple[int, int, int, int]]
+Window = tuple[int, int, int, int]
 
 
-def _rasterize_window(result: FitResult, index: int, triangles: torch.Tensor) -> _Drawn | None:
-    """Rasterize face ``index`` over the window of its projection: (fragments, shifted points (1, V, 2),
-    depth (1, V), window), or None when the mesh misses the photo."""
-    pix = result.vertices_photo[index].detach().cpu().double()
-    depth = -result.vertices_cam[index, :, 2].detach().cpu().double()
-    width, height = (int(v) for v in result.observation.photo_size[index])
-    window = projection_window(pix.numpy(), (height, width))
-    if window is None:
-        return None
+def tiles(window: Window, tile: int) -> list[Window]:
+    """Split a pixel box (x0, y0, x1, y1), end exclusive, into boxes of at most ``tile`` × ``tile``."""
+    if tile < 1:
+        raise ValueError(f"tile must be ≥ 1, got {tile}")
     x0, y0, x1, y1 = window
-    shifted = (pix - pix.new_tensor([x0, y0]))[None]
-    fragments = rasterize(shifted, depth[None], triangles.cpu(), (y1 - y0, x1 - x0))
-    return fragments, shifted, depth[None], window
+    return [(x, y, min(x + tile, x1), min(y + tile, y1)) for y in range(y0, y1, tile) for x in range(x0, x1, tile)]
 
 
-def visible_vertices(result: FitResult, index: int, drawn: _Drawn | None = None) -> np.ndarray:
+def _view(result: FitResult, index: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """Face ``index``: vertex pixels (1, V, 2) and depths (1, V) as float64 CPU tensors, photo (H, W)."""
+    pix = result.vertices_photo[index: index + 1].detach().cpu().double()
+    depth = -result.vertices_cam[index: index + 1, :, 2].detach().cpu().double()
+    width, height = (int(v) for v in result.observation.photo_size[index])
+    return pix, depth, (height, width)
+
+
+def _camera_normals(result: FitResult, index: int) -> torch.Tensor:
+    """(1, V, 3) camera-space vertex normals of the full mesh."""
+    return vertex_normals(result.vertices_cam[index: index + 1].detach().cpu().double(), result.triangles.cpu())
+
+
+def visible_vertices(result: FitResult, index: int, max_side: int = VISIBILITY_MAX_SIDE) -> np.ndarray:
     """(V,) bool: full-model vertices facing the camera and unoccluded in the photo.
 
-    ``drawn``: the full mesh's window rasterization (of :func:`_rasterize_window`), reused when given.
+    The z-buffer covers the projection's window only, shrunk so that its longer side is at most
+    ``max_side`` pixels (visibility needs no more; a large photo would need a huge z-buffer).
     """
-    verts_cam = result.vertices_cam[index: index + 1].detach().cpu().double()
-    tri = result.triangles.cpu()
-    drawn = drawn or _rasterize_window(result, index, tri)
-    if drawn is None:
-        return np.zeros(verts_cam.shape[1], bool)
-    fragments, shifted, depth, (x0, y0, x1, y1) = drawn
-    normals = vertex_normals(verts_cam, tri)
-    return vertex_visibility(shifted, depth, tri, (y1 - y0, x1 - x0), normals, fragments=fragments)[0].numpy()
-
-
-def _paste(window_values: np.ndarray, window: tuple[int, int, int, int], image_size: tuple[int, int],
-           fill: float) -> np.ndarray:
-    """Place an (h, w) window into an (H, W) array filled with ``fill``."""
+    pix, depth, size = _view(result, index)
+    window = projection_window(pix[0].numpy(), size)
+    if window is None:
+        return np.zeros(pix.shape[1], bool)
     x0, y0, x1, y1 = window
-    out = np.full(image_size, fill, dtype=window_values.dtype)
-    out[y0:y1, x0:x1] = window_values
-    return out
+    scale = min(1.0, max_side / max(x1 - x0, y1 - y0))
+    points = (pix - pix.new_tensor([x0, y0]) + 0.5) * scale - 0.5
+    shape = (max(1, math.ceil((y1 - y0) * scale)), max(1, math.ceil((x1 - x0) * scale)))
+    tri = result.triangles.cpu()
+    return vertex_visibility(points, depth, tri, shape, _camera_normals(result, index))[0].numpy()
 
 
-def _overlay(photo: np.ndarray, result: FitResult, index: int) -> np.ndarray:
-    """The overlay image: face region shaded over the photo (rendered over its window only) + landmarks."""
-    pix = result.vertices_photo[index].detach().cpu().double().numpy()
-    depth = -result.vertices_cam[index, :, 2].detach().cpu().double().numpy()
-    tri = result.face_triangles.cpu().numpy()
+def render_maps(result: FitResult, index: int, part_labels: np.ndarray | None = None, tile: int = RENDER_TILE
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Depth and part label maps of face ``index`` at photo resolution, from the full mesh.
+
+    Rendered over the projection's window in ``tile``² pieces, so memory does not grow with the photo.
+
+    Returns:
+        ``depth`` (H, W) float64 camera depth in cm, +inf on background; ``labels`` (H, W) int64 part
+        index (−1 background), None when ``part_labels`` (V,) is None.
+    """
+    pix, depth, size = _view(result, index)
+    depth_map = np.full(size, np.inf)
+    label_map = None if part_labels is None else np.full(size, -1, np.int64)
+    vertex_labels = None if part_labels is None else torch.as_tensor(part_labels, dtype=torch.long)
+    window = projection_window(pix[0].numpy(), size)
+    tri = result.triangles.cpu()
+    for x0, y0, x1, y1 in tiles(window, tile) if window is not None else []:
+        points = pix - pix.new_tensor([x0, y0])
+        fragments = rasterize(points, depth, tri, (y1 - y0, x1 - x0))
+        depth_map[y0:y1, x0:x1] = fragments.zbuf[0].numpy()
+        if label_map is not None:
+            label_map[y0:y1, x0:x1] = render_labels(points, depth, tri, vertex_labels, (y1 - y0, x1 - x0),
+                                                    fragments=fragments)[0].numpy()
+    return depth_map, label_map
+
+
+def render_overlay(photo: np.ndarray, result: FitResult, index: int, tile: int = RENDER_TILE) -> np.ndarray:
+    """The overlay image: the fitted face region with headlight shading over the photo (rendered over its
+    window in ``tile``² pieces) and the fitted 68 landmarks as green dots."""
+    pix, depth, size = _view(result, index)
+    face_tri = result.face_triangles.cpu().numpy()
     image = photo.copy()
-    used = np.unique(tri)
-    window = projection_window(pix[used], photo.shape[:2]) if used.size else None
-    if window is not None:
-        x0, y0, x1, y1 = window
-        crop = np.ascontiguousarray(photo[y0:y1, x0:x1])
-        image[y0:y1, x0:x1] = overlay_mesh(crop, pix - [x0, y0], depth, tri)
+    used = np.unique(face_tri)
+    window = projection_window(pix[0, used].numpy(), size) if used.size else None
+    normals = _camera_normals(result, index)[0].numpy()
+    for x0, y0, x1, y1 in tiles(window, tile) if window is not None else []:
+        piece = np.ascontiguousarray(photo[y0:y1, x0:x1])
+        image[y0:y1, x0:x1] = overlay_mesh(piece, pix[0].numpy() - [x0, y0], depth[0].numpy(), face_tri,
+                                           normals=normals)
     return draw_points(image, result.landmarks68_photo[index].detach().cpu().numpy(), (0, 255, 0), 2)
 
 
 def _texture_mesh(photo: np.ndarray, pix: np.ndarray, visible: np.ndarray, triangles: np.ndarray,
                   extras: MeshExtras, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bake the texture; returns (uv (Nuv + 1, 2), triangles_uv (T, 3), texture (size, size, 3))."""
-    uv, triangles_uv, baked = extras.uv, extras.triangles_uv, extras.bake_mask
-    texture, filled = bake_texture(photo, pix, visible, uv, triangles, triangles_uv, size, triangle_mask=baked)
+    uv, triangles_uv, baked, order = extras.uv, extras.triangles_uv, extras.bake_mask, extras.bake_order
+    texture, filled = bake_texture(photo, pix, visible, uv, triangles[order], triangles_uv[order], size,
+                                   triangle_mask=baked[order])
     # the other triangles share the texel farthest from anything sampled (their fill: the mean face colour)
     if filled.any():
         distance = cv2.distanceTransform((~filled).astype(np.uint8), cv2.DIST_L2, 5)
@@ -344,11 +391,8 @@ def save_outputs(result: FitResult, index: int, photo: np.ndarray, paths: Output
         result.vertices_cam[index].detach().cpu().double().numpy()
     pix = result.vertices_photo[index].detach().cpu().double().numpy()
     mesh_args: dict[str, np.ndarray] = {}
-    drawn = None
-    if color != "none" or paths.depth is not None or paths.parts is not None:
-        drawn = _rasterize_window(result, index, result.triangles.cpu())
     if color != "none":
-        visible = visible_vertices(result, index, drawn) if drawn is not None else np.zeros(len(pix), bool)
+        visible = visible_vertices(result, index)
         if color == "vertex":
             mesh_args["vertex_colors"] = sample_vertex_colors(photo, pix, visible)
         else:
@@ -363,35 +407,14 @@ def save_outputs(result: FitResult, index: int, photo: np.ndarray, paths: Output
         write_params_npz(paths.npz, result, index)
         written.append(paths.npz)
     if paths.depth is not None or paths.parts is not None:
-        written += _write_maps(result, index, paths, extras, drawn)
+        depth, labels = render_maps(result, index, extras.part_labels if paths.parts is not None else None)
+        if paths.depth is not None:
+            write_depth_png(paths.depth, depth)
+            written.append(paths.depth)
+        if paths.parts is not None:
+            write_png(paths.parts, colorize_labels(labels))
+            written.append(paths.parts)
     if paths.overlay is not None:
-        write_png(paths.overlay, _overlay(photo, result, index))
+        write_png(paths.overlay, render_overlay(photo, result, index))
         written.append(paths.overlay)
-    return written
-
-
-def _write_maps(result: FitResult, index: int, paths: OutputPaths, extras: MeshExtras | None,
-                drawn: _Drawn | None) -> list[Path]:
-    """The depth and/or part map of face ``index`` at photo resolution from the full mesh's window
-    rasterization ``drawn`` (None: the mesh misses the photo)."""
-    width, height = (int(v) for v in result.observation.photo_size[index])
-    tri = result.triangles.cpu()
-    written = []
-    if paths.depth is not None:
-        depth = np.full((height, width), np.inf)
-        if drawn is not None:
-            depth = _paste(drawn[0].zbuf[0].numpy(), drawn[3], (height, width), np.inf)
-        write_depth_png(paths.depth, depth)
-        written.append(paths.depth)
-    if paths.parts is not None:
-        labels = np.full((height, width), -1, np.int64)
-        if drawn is not None:
-            fragments, shifted, depth_v, window = drawn
-            x0, y0, x1, y1 = window
-            part_labels = torch.as_tensor(extras.part_labels, dtype=torch.long)
-            window_labels = render_labels(shifted, depth_v, tri, part_labels, (y1 - y0, x1 - x0),
-                                          fragments=fragments)[0].numpy()
-            labels = _paste(window_labels, window, (height, width), -1)
-        write_png(paths.parts, colorize_labels(labels))
-        written.append(paths.parts)
     return written

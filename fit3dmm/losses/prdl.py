@@ -21,7 +21,6 @@ f_ave.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -135,7 +134,7 @@ def prdl_loss(
     unknown = set(prediction) - set(PART_NAMES)
     if unknown:
         raise ValueError(f"unknown parts in prediction: {sorted(unknown)}")
-    groups: dict[int, list[tuple[int, PointSet, Tensor]]] = {}
+    total = target.new_zeros(b)
     for p, name in enumerate(PART_NAMES):
         pred = prediction.get(name)
         if pred is None:
@@ -143,27 +142,13 @@ def prdl_loss(
         if pred.points.shape[0] != b:
             raise ValueError(f"prediction[{name!r}] has batch {pred.points.shape[0]}, target has {b}")
         use = target_valid[:, p] & pred.valid.any(-1)
-        if bool(use.any()):
-            # parts of similar size (same power-of-4 band, ≤ 256 together) share one descriptor call
-            band = max(4, math.ceil(math.log(max(pred.points.shape[1], 1), 4)))
-            groups.setdefault(band, []).append((p, pred, use))
-    total = target.new_zeros(b)
-    for members in groups.values():
-        n = max(pred.points.shape[1] for _, pred, _ in members)
-        dtype = members[0][1].points.dtype
-        pts = torch.cat([_pad(pred.points.to(dtype), n) for _, pred, _ in members])  # (G·B, n, 2)
-        valid = torch.cat([_pad(pred.valid, n) for _, pred, _ in members])
-        desc = prdl_descriptor(pts, valid, anchors, stats, impl, plan=plan).unflatten(0, (len(members), b))
-        for g, (p, _, use) in enumerate(members):
-            term = (desc[g] - target[:, p].to(desc.dtype)).pow(2).sum((-2, -1)) / desc.shape[-2]
-            w = use.to(term.dtype) if weights is None else weights[:, p].to(term.dtype) * use
-            total = total + w * term
+        if not bool(use.any()):
+            continue
+        desc = prdl_descriptor(pred.points, pred.valid, anchors, stats, impl, plan=plan)
+        term = (desc - target[:, p].to(desc.dtype)).pow(2).sum((-2, -1)) / desc.shape[-2]
+        w = use.to(term.dtype) if weights is None else weights[:, p].to(term.dtype) * use
+        total = total + w * term
     return total
-
-
-def _pad(x: Tensor, n: int) -> Tensor:
-    """Pad dim 1 of (B, N, ...) with zeros (False) up to n."""
-    return torch.cat([x, x.new_zeros((x.shape[0], n - x.shape[1], *x.shape[2:]))], dim=1)
 
 
 class PRDLLoss(Loss):

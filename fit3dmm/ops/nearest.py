@@ -26,7 +26,7 @@ from fit3dmm.ops.grid import AnchorGrid
 from fit3dmm.ops.hull import hull_candidates
 
 METHODS = ("auto", "tiles", "brute")
-_BRUTE_MAX_PAIRS = 1 << 16
+_BRUTE_MAX_PAIRS = 1 << 21
 
 
 def nearest_index(
@@ -52,7 +52,7 @@ def nearest_index(
         query_valid: (B, M) bool, or None: queries to answer (others are skipped, index 0); not with a grid.
         largest: farthest instead of nearest.
         method: ``"tiles"`` (pruned, exact), ``"brute"`` (all pairs, chunked) or ``"auto"`` (brute below
-            2¹⁶ pairs per item).
+            2²¹ query-point pairs per item, where it is as fast).
         queries_per_tile: average number of queries per tile (tiles method).
         max_pairs: most query-candidate pairs held at once.
     """
@@ -177,8 +177,9 @@ def _tiles_index(
     # fine cells of side h (about queries_per_tile queries each), coarse cells of 4 × 4 fine cells
     lo = q.min(0).values
     span = q.max(0).values - lo
-    area = float((span[0] + 1.0) * (span[1] + 1.0))
-    h = max(math.sqrt(area * queries_per_tile * b / q.shape[0]), 1e-6)
+    extent = float(span.max())
+    area = float(span.clamp_min(extent * 1e-3).prod())  # scale-free; a thin set still gets an area
+    h = max(math.sqrt(area * queries_per_tile * b / q.shape[0]), extent * 1e-6, 1e-30)
     fine = torch.floor((q - lo) / h).long()  # (Q, 2) cell (x, y)
     nfx, nfy = int(fine[:, 0].max()) + 1, int(fine[:, 1].max()) + 1
     ncx, ncy = (nfx + 3) // 4, (nfy + 3) // 4
@@ -240,13 +241,16 @@ def _grid_index(grid: AnchorGrid, points: Tensor, valid: Tensor, largest: bool, 
     bounds = [round(i * order.shape[0] / groups) for i in range(groups + 1)]
     for g0, g1 in itertools.pairwise(bounds):
         k = int(counts[order[g1 - 1]]) if g1 > g0 else 0
-        step = max(1, max_pairs // max(t * t * k, 1))
+        if k == 0:  # tiles of items without valid points
+            tile_idx[order[g0:g1]] = 0
+            continue
+        step = max(1, max_pairs // (t * t * k))
         for start in range(g0, g1, step):
             sel = order[start : min(start + step, g1)]
             anchors = f_lo[sel, None, :] + offsets  # (Fc, t², 2)
             cands = _take(points, f_b[sel, None, None], f_list[sel, None, :k])
             pick = _pick(anchors[:, :, None, :], cands, f_ok[sel, None, :k], largest)  # (Fc, t²)
-            tile_idx[sel] = torch.gather(f_list[sel, :k], 1, pick) if k > 0 else 0
+            tile_idx[sel] = torch.gather(f_list[sel, :k], 1, pick)
     idx = tile_idx.view(b, nfy, nfx, t, t).permute(0, 1, 3, 2, 4).reshape(b, nfy * t, nfx * t)
     return idx[:, : grid.height, : grid.width].reshape(b, -1)
 
@@ -325,11 +329,14 @@ def _tile_mask(t_lo: Tensor, t_hi: Tensor, points: Tensor, valid: Tensor, larges
     fy = torch.maximum(py - t_lo[..., 1], t_hi[..., 1] - py)
     lb2 = nx * nx + ny * ny
     ub2 = fx * fx + fy * fy
+    # rounding of the box (from the query coordinates) and of the squares: a slack relative to the
+    # coordinate magnitude, which can only add candidates
+    mag2 = (torch.maximum(t_lo.abs(), t_hi.abs()).amax(-1) + 1.0) ** 2
     if largest:
         thr = lb2.masked_fill(~valid, -torch.inf).max(-1, keepdim=True).values
-        return valid & (ub2 >= thr * (1.0 - slack) - slack)
+        return valid & (ub2 >= thr * (1.0 - slack) - slack * mag2)
     thr = ub2.masked_fill(~valid, torch.inf).min(-1, keepdim=True).values
-    return valid & (lb2 <= thr * (1.0 + slack) + slack)
+    return valid & (lb2 <= thr * (1.0 + slack) + slack * mag2)
 
 
 def compact_mask(mask: Tensor) -> tuple[Tensor, Tensor]:

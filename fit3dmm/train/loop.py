@@ -7,9 +7,10 @@ Adam (3DDFA-V3: learning rate 1e-4).  Faces with known coefficients (synthetic r
 a supervision term ``sup``: the mean squared distance (cm²) between predicted and true camera-space vertices
 of the fitted region.
 
-Runs are resumable bit-for-bit: the batch order is a function of (seed, epoch) only
-(``DistributedSampler``), and a checkpoint holds the network, the optimiser, the RNG state and the position
-in the epoch.  ``<out>/`` receives ``checkpoints/last.pt``, ``log.csv`` (every loss term, every step),
+Runs are resumable: the batch order is a function of (seed, epoch) only (``DistributedSampler``), and a
+checkpoint holds the network, the optimiser, the RNG state and the position in the epoch, so a resumed run
+ends with the same weights as an uninterrupted one (bit for bit on CPU; on GPU up to the nondeterminism of
+cuDNN kernels).  ``<out>/`` receives ``checkpoints/last.pt``, ``log.csv`` (every loss term, every step),
 ``val.csv`` (validation metrics per epoch), ``curves.png`` and, at the end, ``model.pt``.  Under ``torchrun``
 only rank 0 writes.
 """
@@ -80,8 +81,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not self.weights:
             raise ValueError("no loss selected")
-        if self.size < 32 or self.batch_size < 1 or self.epochs < 0 or self.checkpoint_every < 1:
-            raise ValueError("size must be ≥ 32, batch_size and checkpoint_every ≥ 1, epochs ≥ 0")
+        # ≥ 64 px: ResNet-50's last stage then has ≥ 2×2 cells, which BatchNorm needs for a batch of one face
+        if self.size < 64 or self.batch_size < 1 or self.epochs < 0 or self.checkpoint_every < 1:
+            raise ValueError("size must be ≥ 64, batch_size and checkpoint_every ≥ 1, epochs ≥ 0")
         if not (self.lr > 0 and self.supervise >= 0):
             raise ValueError("lr must be > 0 and supervise ≥ 0")
 

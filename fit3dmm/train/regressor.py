@@ -1,7 +1,7 @@
 """A ResNet-50 that regresses the coefficients α of a face model from an aligned crop (3DDFA-V3's network).
 
-The head is the network's ``fc`` layer, D = K + E + 3 + 3 (+ Ka + 27 with an albedo) wide, initialised small
-so that a fresh network predicts a sane face: the mean shape, bounded expressions near their rest value,
+The head is the network's ``fc`` layer, D = K + E + 3 + 3 (+ Ka + 27 with an albedo) wide, initialised to
+zero so that a fresh network predicts a sane face: the mean shape, bounded expressions near their rest value,
 a frontal pose, and the nominal distance at which :func:`fit3dmm.observe.observe.observe_face` frames a face.
 Raw outputs are mapped to valid coefficients:
 
@@ -41,7 +41,6 @@ REGRESSOR_VERSION = 1
 # ImageNet statistics (the input normalisation of torchvision's ResNet-50 weights)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-HEAD_INIT_STD = 1e-3
 TRANSLATION_SCALE = (1.0, 1.0, 10.0)
 LIGHTING_SCALE = 0.3
 EXPRESSION_REST = 0.05  # start of bounded expressions, as a fraction of their range
@@ -183,7 +182,9 @@ class FaceRegressor(nn.Module):
         self.layout = layout
         self.size = size
         self.backbone = ResNet50(num_outputs=layout.total)
-        nn.init.normal_(self.backbone.fc.weight, std=HEAD_INIT_STD)
+        # a zero head (as Deep3DFaceRecon's final layers) predicts the rest state whatever the features'
+        # scale (a fresh backbone's eval-mode features are far from unit scale); it gets gradients at once
+        nn.init.zeros_(self.backbone.fc.weight)
         nn.init.zeros_(self.backbone.fc.bias)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -284,7 +285,7 @@ def check_model(meta: dict[str, Any], model: FaceModel) -> None:
 
 
 def predict_init(regressor: str | Path | FaceRegressor, observation: Observation, *,
-                 photometric: bool = False) -> dict[str, Tensor]:
+                 photometric: bool = False, num_identity: int | None = None) -> dict[str, Tensor]:
     """Starting coefficients for :func:`~fit3dmm.fitting.engine.fit_observation` (``init=``) from a regressor.
 
     Args:
@@ -292,11 +293,17 @@ def predict_init(regressor: str | Path | FaceRegressor, observation: Observation
             :class:`FaceRegressor` when fitting many photos).
         observation: B faces, any crop size (resized to the regressor's).
         photometric: include albedo and lighting (only when the fit uses the photometric term).
+        num_identity: width of the returned identity, zero-padded or cut (the fit's ``FitConfig.num_identity``,
+            or the model's K); default the regressor's own.
     Returns:
         ``identity``, ``expression``, ``rotation``, ``translation`` (+ ``albedo``, ``lighting``), (B, ·) each,
         on the observation's device.
     """
     if not isinstance(regressor, FaceRegressor):
         regressor, _ = load_regressor(regressor)
-    coeffs = regressor.predict(observation)
-    return {k: v.to(observation.device) for k, v in coeffs.as_dict(photometric).items()}
+    out = {k: v.to(observation.device) for k, v in regressor.predict(observation).as_dict(photometric).items()}
+    if num_identity is not None:
+        identity = out["identity"][:, :num_identity]
+        out["identity"] = torch.cat([identity, identity.new_zeros(identity.shape[0], num_identity - identity.shape[1])],
+                                    dim=1)
+    return out

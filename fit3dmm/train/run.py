@@ -83,7 +83,7 @@ def train_from_folders(
         losses, weights: as for ``fit3dmm fit`` (default: the paper's set).
         targets: a folder of ``fit3dmm fit`` outputs used as distillation targets.
         synthetic: number of synthetic faces to add (rendered once, cached).
-        config: training settings; its ``weights`` are replaced by the parsed ``losses``/``weights``.
+        config: training settings (its ``weights`` are replaced by the parsed ``losses``/``weights``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``; under torchrun each process takes ``cuda:LOCAL_RANK``.
     """
     from fit3dmm.api import default_losses, needs_parts, resolve_device
@@ -95,8 +95,7 @@ def train_from_folders(
     try:
         face_model = load_model(model) if not isinstance(model, FaceModel) else model
         selected = parse_losses(losses or default_losses(face_model), weights)
-        config = config or TrainConfig(weights=selected)
-        config.weights = selected
+        config = replace(config, weights=selected) if config is not None else TrainConfig(weights=selected)
         parts = needs_parts(selected)
         if parts and not face_model.has_parts:
             if info.is_main:
@@ -150,8 +149,8 @@ def regressor_result(
     started from them: same outputs as ``fit``, losses reported for ``weights``, default landmarks +
     regulariser).  With ``refine`` they start :func:`~fit3dmm.fitting.engine.fit_observation`.
     """
-    init = predict_init(regressor, observation)
     weights = weights or parse_losses("lmk,reg")
+    init = predict_init(regressor, observation, photometric="pho" in weights)
     config = replace(refine or FitConfig(rigid_iterations=0, iterations=0), num_identity=regressor.layout.identity)
     return fit_observation(model, observation, weights, config, init=init)
 

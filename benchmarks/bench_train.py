@@ -1,0 +1,157 @@
+"""A trained regressor (``fit3dmm train``) against per-photo fitting on FASSEG frontal02 test photos.
+
+Run from the repository root, after a training run:
+
+    python benchmarks/bench_train.py --regressor RUN/model.pt [--split test] [--limit N] [--fit-limit 10]
+                                     [--refine-iterations 30] [--size 224] [--json PATH]
+
+Five ways to reconstruct each photo, all scored the same way as ``bench_fasseg.py`` (Part IoU at photo
+resolution against FASSEG's hand labels, :func:`~fit3dmm.metrics.fit_metrics.fit_part_iou`, FASSEG's classes
+eyes/nose/mouth/skin) plus the 68-landmark NME against the *detected* landmarks (FASSEG has no landmark ground
+truth, so this measures agreement with mediapipe, normalised by the landmark box):
+
+0. **rest state**: what an untrained network (zero head) predicts for every photo: the mean face, frontal, at
+   the nominal place of a face in the crop; the baseline the training has to beat;
+1. **regressor**: the network alone (coefficients evaluated as they are, no optimisation);
+2. **regressor + N it.**: N iterations of :func:`~fit3dmm.fitting.engine.fit_observation` started from the
+   network's coefficients (no rigid stage), with the default losses (PRDL, landmarks, regulariser);
+3. **fit, N it.**: the same N iterations from the usual start (PnP + 60 rigid iterations), to separate the
+   regressor's contribution from the N iterations;
+4. **fit** (default schedule: 60 rigid + 200 iterations), what ``fit3dmm fit`` does.
+
+Every method sees the same observation (crop of ``--size`` px with the built-in segmenter's targets; the
+regressor resizes the crop to its own input size).  Methods 2-4 run on the first ``--fit-limit`` photos.
+Seconds per photo exclude detection and segmentation (shared by all methods; reported separately).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from common import (
+    command_line,
+    default_shared,
+    git_commit,
+    load_annotated_model,
+    machine,
+    machine_line,
+    progress_line,
+    write_json,
+)
+
+from fit3dmm.api import default_losses
+from fit3dmm.compare import fasseg_photos, nanmean, prepare_targets
+from fit3dmm.fitting.engine import FitConfig, fit_observation
+from fit3dmm.losses.registry import parse_losses
+from fit3dmm.metrics.fit_metrics import FASSEG_GROUPS, fit_landmark_nme, fit_part_iou
+from fit3dmm.metrics.report import markdown_table
+from fit3dmm.train.regressor import FaceRegressor, check_model, load_regressor, predict_init
+from fit3dmm.train.run import regressor_result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--regressor", type=Path, required=True, help="a trained run/model.pt")
+    parser.add_argument("--shared", type=Path, default=default_shared(), help="the shared data folder")
+    parser.add_argument("--split", default="test", choices=["train", "test", "all"])
+    parser.add_argument("--limit", type=int, default=None, help="only the first N photos")
+    parser.add_argument("--fit-limit", type=int, default=10, help="run the fits on the first N photos only")
+    parser.add_argument("--refine-iterations", type=int, default=30)
+    parser.add_argument("--size", type=int, default=224, help="crop size of the observations")
+    parser.add_argument("--model", default="ict")
+    parser.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    args = parser.parse_args(argv)
+    root = args.shared / "datasets" / "fasseg-frontal"
+    if not (root / "index.csv").is_file():
+        print(f"skipped: FASSEG not found under {root} (use --shared or FIT3DMM_SHARED)")
+        return 0
+    info = machine()
+    started = time.perf_counter()
+    model = load_annotated_model(args.model)
+    regressor, meta = load_regressor(args.regressor)
+    check_model(meta, model)
+    weights = parse_losses(default_losses(model))
+    n_it = args.refine_iterations
+    rest = FaceRegressor(regressor.layout, regressor.size).eval()  # zero head: mean face at the nominal pose
+    methods = {"rest state": None,
+               "regressor": None,
+               f"regressor + {n_it} it.": FitConfig(rigid_iterations=0, iterations=n_it),
+               f"fit, {n_it} it.": FitConfig(iterations=n_it),
+               "fit (60 rigid + 200 it.)": FitConfig()}
+    photos = fasseg_photos(root, args.split, args.limit)
+    targets, failures = prepare_targets(photos, fit_labels=False, size=args.size, progress=progress_line)
+    scores: dict[str, dict[str, list]] = {m: {"iou": [], "nme": [], "seconds": []} for m in methods}
+    for index, target in enumerate(targets):
+        obs = target.observation
+        masks = target.masks[None]
+        detected = target.landmarks68[None]
+        for method, config in methods.items():
+            if config is not None and index >= args.fit_limit:
+                continue
+            start = time.perf_counter()
+            if config is None:
+                network = regressor if method == "regressor" else rest
+                predict_init(network, obs)
+                seconds = time.perf_counter() - start  # the network alone; the FitResult below is bookkeeping
+                result = regressor_result(network, model, obs)
+            elif method.startswith("regressor"):
+                result = regressor_result(regressor, model, obs, refine=config, weights=weights)
+                seconds = time.perf_counter() - start
+            else:
+                result = fit_observation(model, obs, weights, config)
+                seconds = time.perf_counter() - start
+            iou = fit_part_iou(result, model.part_labels, masks, FASSEG_GROUPS)[0].numpy()
+            scores[method]["iou"].append(iou)
+            scores[method]["nme"].append(float(fit_landmark_nme(result, detected)[0]))
+            scores[method]["seconds"].append(seconds)
+        progress_line(f"{target.name}: " + ", ".join(
+            f"{m} IoU {nanmean(s['iou'][-1]):.3f}" for m, s in scores.items() if len(s["iou"]) == index + 1))
+
+    groups = list(FASSEG_GROUPS)
+    rows = []
+    for method, s in scores.items():
+        if not s["iou"]:
+            continue
+        iou = np.stack(s["iou"])
+        per_group = nanmean(iou, axis=0)
+        rows.append({"method": method, "photos": len(s["iou"]),
+                     **{g: f"{v:.3f}" for g, v in zip(groups, per_group, strict=True)},
+                     "mean IoU": f"{nanmean(per_group):.3f}",
+                     "NME vs detector (%)": f"{100 * np.mean(s['nme']):.2f}",
+                     "s / photo (median)": f"{np.median(s['seconds']):.2f}"})
+    # the same restricted to the photos every method ran on, for a like-for-like comparison
+    k = min(len(s["iou"]) for s in scores.values())
+    subset = [{"method": m, "photos": k, "mean IoU": f"{nanmean(nanmean(np.stack(s['iou'][:k]), axis=0)):.3f}",
+               "NME vs detector (%)": f"{100 * np.mean(s['nme'][:k]):.2f}"} for m, s in scores.items() if k]
+    detect = [t.timings["detect"] + t.timings["segment"] for t in targets]
+    seconds = time.perf_counter() - started
+    extra = meta.get("extra", {})
+    print(f"FASSEG frontal02 {args.split} split, {len(targets)} of {len(photos)} photos "
+          f"(fits on the first {min(args.fit_limit, len(targets))}); regressor {args.regressor} "
+          f"({extra.get('steps', '?')} training steps, input {meta['size']} px), observations at {args.size} px, "
+          f"losses {','.join(weights)}.\n")
+    print(f"Command: `{command_line('bench_train.py', argv)}` (commit {git_commit()}, {seconds:.0f} s; "
+          f"{machine_line(info)}).\n")
+    print(markdown_table(rows, list(rows[0])))
+    if k:
+        print(f"\nOn the {k} photos every method ran on:\n")
+        print(markdown_table(subset, list(subset[0])))
+    print(f"\nDetection + segmentation (shared by all methods): median {np.median(detect):.2f} s per photo.")
+    if failures:
+        print("\nNo face in: " + "; ".join(f"{k} ({v})" for k, v in failures.items()))
+    write_json(args.json, {
+        "benchmark": "train", "command": command_line("bench_train.py", argv), "commit": git_commit(),
+        "machine": info, "seconds": seconds, "regressor": str(args.regressor), "regressor_meta": meta,
+        "photos": [t.name for t in targets], "failures": failures, "groups": groups, "summary": rows,
+        "subset": subset, "per_image": {m: {"iou": np.stack(s["iou"]).tolist() if s["iou"] else [],
+                                            "nme": s["nme"], "seconds": s["seconds"]} for m, s in scores.items()},
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

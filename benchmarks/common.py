@@ -1,0 +1,116 @@
+"""Helpers shared by the fit benchmarks (bench_fit, bench_fasseg, bench_aflw, bench_synthetic) and run.py.
+
+Every benchmark prints Markdown to stdout (what run.py pastes into benchmarks/README.md), writes its numbers
+as JSON with ``--json PATH`` (what run.py plots), and exits 0 with a "skipped: ..." line when its data is
+missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from bench_segmentation import default_shared  # noqa: F401  (re-exported: one definition of the shared path)
+
+from fit3dmm.fitting.engine import FitConfig
+from fit3dmm.losses.registry import parse_losses
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIGS = ("prdl,lmk,reg", "lmk,reg", "prdl,reg")
+
+
+def add_fit_options(parser: argparse.ArgumentParser) -> None:
+    """The options every fit benchmark shares: --configs, --iterations, --rigid-iterations, --batch, --model,
+    --device, --json."""
+    parser.add_argument("--configs", default=";".join(DEFAULT_CONFIGS),
+                        help="semicolon-separated loss sets, e.g. 'prdl,lmk,reg;lmk,reg'")
+    parser.add_argument("--iterations", type=int, default=200, help="Adam iterations after the rigid stage")
+    parser.add_argument("--rigid-iterations", type=int, default=60, help="iterations of the shared rigid stage")
+    parser.add_argument("--batch", type=int, default=8, help="faces fitted together")
+    parser.add_argument("--model", default="ict")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, default=None, help="write the numbers here")
+
+
+def fit_setup(args: argparse.Namespace) -> tuple[dict[str, dict[str, float]], FitConfig]:
+    """The configurations ({spec: weights}) and the fit schedule from :func:`add_fit_options`' options."""
+    configs = {spec.strip(): parse_losses(spec) for spec in args.configs.split(";") if spec.strip()}
+    return configs, FitConfig(iterations=args.iterations, rigid_iterations=args.rigid_iterations)
+
+
+def git_commit(repo: Path = REPO) -> str:
+    """``git rev-parse --short HEAD``, with ``+dirty`` when the working tree has uncommitted changes to tracked
+    files; ``unknown`` outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def machine() -> dict[str, object]:
+    """The machine the numbers come from: CPU cores, torch threads and version, load average at call time."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {"cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "cuda": torch.cuda.is_available(),
+            "load_average_1_5_15": [round(v, 2) for v in load]}
+
+
+def machine_line(info: dict[str, object]) -> str:
+    """One sentence for the tables."""
+    load = info["load_average_1_5_15"]
+    return (f"{info['cpu_cores']} CPU cores, {info['torch_threads']} torch threads, torch {info['torch']}, "
+            f"{'CUDA available' if info['cuda'] else 'CPU only'}; load average {load[0]} when it started "
+            "(other jobs shared the machine: timings are noisy)")
+
+
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """The exact command that produced a result, as one would type it from the repository root."""
+    given = list(argv) if argv is not None else sys.argv[1:]
+    return shlex.join(["python", f"benchmarks/{script}", *given])
+
+
+def load_annotated_model(name: str, device: str = "cpu"):
+    """Load a face model and give it part labels (Algorithm 1 runs once and is cached, about a minute)."""
+    from fit3dmm.api import resolve_device
+    from fit3dmm.models.annotate import ensure_annotations
+    from fit3dmm.models.store import load_model
+
+    model = load_model(name)
+    if not model.has_parts:
+        print(f"annotating {model.name} with Algorithm 1 (once; cached)...", file=sys.stderr)
+    return ensure_annotations(model.to(resolve_device(device)))
+
+
+def write_json(path: str | Path | None, data: dict[str, object]) -> None:
+    """Write ``data`` (numpy values converted) to ``path`` unless it is None."""
+    if path is None:
+        return
+
+    def plain(value: object) -> object:
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, np.generic):
+            return value.item()
+        raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, default=plain, allow_nan=True) + "\n")
+
+
+def progress_line(line: str) -> None:
+    """Progress on stderr (stdout is the Markdown report)."""
+    print(line, file=sys.stderr, flush=True)

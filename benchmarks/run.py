@@ -1,0 +1,322 @@
+"""Run the fit3dmm benchmark suite, print its tables and regenerate the results in benchmarks/README.md.
+
+    python benchmarks/run.py [--quick] [--only NAME,...] [--skip NAME,...] [--no-readme] [--list]
+    fit3dmm bench [same options]
+
+Each benchmark runs as its own process (``python benchmarks/<script>.py`` or ``fit3dmm compare``) from the
+repository root; its Markdown output goes to the console and, with the exact command, the git commit
+(``git rev-parse --short HEAD``, ``+dirty`` when tracked files had uncommitted changes), the date, the wall time
+and the machine, into its own section of benchmarks/README.md between ``<!-- results:NAME:begin -->`` and
+``<!-- results:NAME:end -->`` (sections of benchmarks that did not run are kept as they were).  JSON numbers
+and plots (Part IoU bar charts, the NME cumulative error curve) go to benchmarks/results/.  A benchmark
+whose data set is missing is skipped with a message; one that fails is reported as failed, and the others
+still run.
+
+``--quick`` runs subsets with fewer iterations (a few minutes on a 2-core CPU, more when the PRDL fits are
+slow); its sections say "quick" and replace the full ones, so regenerate with a full run before committing
+numbers.  FIT3DMM_MODELS defaults to <shared>/face-models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # `fit3dmm bench` loads this file by path
+    sys.path.insert(0, str(HERE))
+
+from common import REPO, default_shared, git_commit, machine, machine_line  # noqa: E402
+
+README = HERE / "README.md"
+RESULTS = HERE / "results"
+BEGIN, END = "<!-- results:{}:begin -->", "<!-- results:{}:end -->"
+FULL_ITERATIONS = "100"
+
+
+@dataclass
+class Step:
+    """One benchmark: ``command`` (full run) and ``quick`` (extra arguments for --quick, replacing options of
+    the same name), the shared data it needs, whether it writes ``results/<name>.json``, and why it cannot run
+    (``skip_reason``, e.g. a missing input), if so."""
+
+    name: str
+    title: str
+    command: list[str]
+    quick: list[str] = field(default_factory=list)
+    needs: list[str] = field(default_factory=list)
+    json: bool = False
+    skip_reason: str = ""
+
+
+def steps(shared: Path, regressor: Path | None = None) -> list[Step]:
+    """The suite, in order; the training benchmark needs a trained ``regressor`` (``fit3dmm train``)."""
+    fasseg = shared / "datasets" / "fasseg-frontal"
+    fit_quick = ["--iterations", "10", "--rigid-iterations", "20"]
+    train = ["benchmarks/bench_train.py", "--regressor", str(regressor)] if regressor else ["benchmarks/bench_train.py"]
+    return [
+        Step("segmentation", "Built-in segmenter vs FASSEG hand labels", ["benchmarks/bench_segmentation.py"],
+             ["--limit", "10"], ["datasets/fasseg-frontal/index.csv"]),
+        Step("losses", "Geometric losses: speed and fast-vs-dense PRDL", ["benchmarks/bench_losses.py"],
+             ["--repeats", "1", "--skip-dense"]),
+        Step("render", "Renderers", ["benchmarks/bench_render.py"], ["--repeats", "2"],
+             ["face-models/ict-facekit-light"]),
+        Step("batch", "Batch throughput", ["benchmarks/bench_batch.py"], [], []),
+        Step("fit", "Speed and memory of one default fit", ["benchmarks/bench_fit.py", "--photos", "5"],
+             ["--photos", "2", *fit_quick], [], json=True),
+        Step("fasseg", "Part IoU of fits on FASSEG (default fit, landmarks only, PRDL alone)",
+             ["benchmarks/bench_fasseg.py", "--iterations", FULL_ITERATIONS], ["--limit", "3", *fit_quick],
+             ["datasets/fasseg-frontal/index.csv", "face-models/ict-facekit-light"], json=True),
+        Step("compare", "Each geometric loss alone on FASSEG (`fit3dmm compare`)",
+             ["fit3dmm", "compare", "--dataset", "fasseg", str(fasseg), "--split", "test",
+              "--iterations", FULL_ITERATIONS, "--figure-rows", "6"],
+             ["--limit", "3", "--iterations", "10", "--rigid-iterations", "20"],
+             ["datasets/fasseg-frontal/index.csv", "face-models/ict-facekit-light"]),
+        Step("aflw", "Landmarks and pose on AFLW2000-3D (16 photos)",
+             ["benchmarks/bench_aflw.py", "--iterations", FULL_ITERATIONS], ["--limit", "3", *fit_quick],
+             ["datasets/aflw2000-16/landmarks.json", "face-models/ict-facekit-light"], json=True),
+        Step("synthetic", "3D error on synthetic renders",
+             ["benchmarks/bench_synthetic.py", "--count", "20", "--iterations", FULL_ITERATIONS],
+             ["--count", "3", *fit_quick], ["face-models/ict-facekit-light"], json=True),
+        Step("train", "Trained regressor vs per-photo fitting on FASSEG", train,
+             ["--limit", "4", "--fit-limit", "2", "--refine-iterations", "10"],
+             ["datasets/fasseg-frontal/index.csv", "face-models/ict-facekit-light"], json=True,
+             skip_reason="" if regressor else "needs a trained regressor: run.py --regressor RUN/model.pt "
+                                              "(made by `fit3dmm train`)"),
+    ]
+
+
+def merge_options(command: list[str], extra: list[str]) -> list[str]:
+    """``command`` with each ``--option value`` of ``extra`` replacing the same option (or appended)."""
+    out = list(command)
+    i = 0
+    while i < len(extra):
+        option = extra[i]
+        takes_value = i + 1 < len(extra) and not extra[i + 1].startswith("--")
+        value = [extra[i + 1]] if takes_value else []
+        if option in out:
+            j = out.index(option)
+            out[j: j + 1 + len(value)] = [option, *value]
+        else:
+            out += [option, *value]
+        i += 1 + len(value)
+    return out
+
+
+@dataclass
+class Outcome:
+    """What a step produced: its Markdown (stdout), status, wall time and the command shown."""
+
+    step: Step
+    status: str
+    markdown: str
+    seconds: float
+    shown: str
+
+
+def run_step(step: Step, quick: bool, shared: Path, env: dict[str, str]) -> Outcome:
+    """Run one benchmark as a subprocess from the repository root (stderr passes through)."""
+    command = merge_options(step.command, step.quick) if quick else list(step.command)
+    missing = [n for n in step.needs if not (shared / n).exists()]
+    script = REPO / command[0] if command[0].endswith(".py") else None
+    if script is not None and not script.is_file():
+        return Outcome(step, "skipped", f"skipped: {command[0]} does not exist yet", 0.0, shlex.join(command))
+    if step.skip_reason:
+        return Outcome(step, "skipped", f"skipped: {step.skip_reason}", 0.0, shlex.join(command))
+    if missing:
+        return Outcome(step, "skipped", f"skipped: {', '.join(str(shared / n) for n in missing)} not found", 0.0,
+                       shlex.join(command))
+    temp = None
+    if step.json:
+        command += ["--json", str((RESULTS / f"{step.name}.json").relative_to(REPO))]
+    if step.name == "compare":
+        temp = tempfile.mkdtemp(prefix="fit3dmm-compare-")
+        command += ["--out", temp]
+    shown = shlex.join(["python", *command] if script is not None else command)
+    if temp is not None:
+        shown = shown.replace(temp, "OUT")
+    if script is not None:
+        argv = [sys.executable, *command]
+    else:  # the console script, as a user runs it
+        exe = shutil.which(command[0])
+        argv = [exe, *command[1:]] if exe else [sys.executable, "-c", "from fit3dmm.cli import main; main()",
+                                                *command[1:]]
+    print(f"\n=== {step.name}: {shown}", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - start
+    text = proc.stdout.strip()
+    if temp is not None:
+        if proc.returncode == 0:
+            text = collect_compare(Path(temp), text)
+        shutil.rmtree(temp, ignore_errors=True)
+    if proc.returncode != 0:
+        return Outcome(step, "failed", f"failed with exit code {proc.returncode} (see the console for the "
+                                       f"traceback).\n\n{text}", seconds, shown)
+    status = "skipped" if text.startswith("skipped") else "ok"
+    return Outcome(step, status, text, seconds, shown)
+
+
+def collect_compare(out: Path, stdout: str) -> str:
+    """Keep the compare tables and figure in results/ and return the Markdown for the README."""
+    RESULTS.mkdir(exist_ok=True)
+    for name, target in (("table.csv", "compare.csv"), ("per_image.csv", "compare_per_image.csv"),
+                         ("table.md", "compare.md"), ("figure.png", "compare_figure.png")):
+        if (out / name).is_file():
+            shutil.copyfile(out / name, RESULTS / target)
+    head = (out / "table.md").read_text().split("\n## Per image")[0] if (out / "table.md").is_file() else stdout
+    lines = head.splitlines()
+    body = "\n".join(lines[2:] if lines and lines[0].startswith("# ") else lines)  # drop the title
+    return (body.strip() + "\n\nPer-image values: [results/compare_per_image.csv](results/compare_per_image.csv); "
+            "figure (first photos; fitted regions filled, target outlined in white):\n\n"
+            "![compare](results/compare_figure.png)")
+
+
+def plots(names: set[str]) -> dict[str, list[str]]:
+    """Draw the plots of the steps that ran; returns step name → Markdown image lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    out: dict[str, list[str]] = {}
+
+    def bars(rows: list[dict], groups: list[str], label_key: str, path: Path, title: str) -> None:
+        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(groups), 3.6))
+        width = 0.8 / max(1, len(rows))
+        x = np.arange(len(groups))
+        for k, row in enumerate(rows):
+            values = [float(row.get(g, "nan") or "nan") for g in groups]
+            ax.bar(x + (k - (len(rows) - 1) / 2) * width, values, width, label=str(row[label_key]))
+        ax.set_xticks(x, groups)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("Part IoU (mean over photos)")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8, ncol=2)
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+    if "fasseg" in names and (RESULTS / "fasseg.json").is_file():
+        data = json.loads((RESULTS / "fasseg.json").read_text())
+        path = RESULTS / "fasseg_part_iou.png"
+        bars(data["summary"], [*data["groups"], "mean"], "config", path,
+             f"FASSEG {data['split']}: Part IoU per configuration")
+        out["fasseg"] = [f"![Part IoU per part and configuration](results/{path.name})"]
+    if "compare" in names and (RESULTS / "compare.csv").is_file():
+        import csv
+
+        with open(RESULTS / "compare.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        groups = [c for c in rows[0] if c not in ("config", "images", "iterations", "ms_per_it", "diverged")]
+        path = RESULTS / "compare_part_iou.png"
+        bars(rows, groups, "config", path, "FASSEG: each geometric loss alone")
+        out["compare"] = [f"![Part IoU per part and loss](results/{path.name})"]
+    if "aflw" in names and (RESULTS / "aflw.json").is_file():
+        data = json.loads((RESULTS / "aflw.json").read_text())
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+        for label, values in data["per_image"].items():
+            nme = np.sort(100 * np.asarray(values["nme"], float))
+            ax.step(np.concatenate([[0], nme]), np.arange(len(nme) + 1) / len(nme), where="post",
+                    label="detector (mediapipe)" if label == "detector" else f"fit {label}")
+        ax.set_xlabel("NME (%)")
+        ax.set_ylabel("fraction of photos")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"AFLW2000-3D ({len(data['photos'])} photos): cumulative NME", fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = RESULTS / "aflw_nme_ced.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        out["aflw"] = [f"![NME cumulative error distribution](results/{path.name})"]
+    return out
+
+
+def section(outcome: Outcome, quick: bool, commit: str, when: str, images: list[str]) -> str:
+    """The README block of one step (markers included)."""
+    mode = "quick run (subset, fewer iterations)" if quick else "full run"
+    lines = [BEGIN.format(outcome.step.name), f"### {outcome.step.title}", "",
+             f"`{outcome.shown}` — commit `{commit}`, {when}, {outcome.seconds:.0f} s, {mode}, {outcome.status}.",
+             "", outcome.markdown]
+    if images:
+        lines += ["", *images]
+    lines.append(END.format(outcome.step.name))
+    return "\n".join(lines)
+
+
+def update_readme(blocks: dict[str, str], order: list[str], path: Path = README) -> None:
+    """Replace each named block between its markers, appending missing ones under '## Results'."""
+    text = path.read_text() if path.is_file() else "# fit3dmm benchmarks\n"
+    if "## Results" not in text:
+        text = text.rstrip() + "\n\n## Results\n"
+    for name in order:
+        if name not in blocks:
+            continue
+        begin, end = BEGIN.format(name), END.format(name)
+        if begin in text and end in text:
+            a, b = text.index(begin), text.index(end) + len(end)
+            text = text[:a] + blocks[name] + text[b:]
+        else:
+            text = text.rstrip() + "\n\n" + blocks[name] + "\n"
+    path.write_text(text.rstrip() + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="subsets and fewer iterations (minutes)")
+    parser.add_argument("--only", default="", help="comma-separated step names to run")
+    parser.add_argument("--skip", default="", help="comma-separated step names not to run")
+    parser.add_argument("--shared", type=Path, default=default_shared(), help="the shared data folder")
+    parser.add_argument("--no-readme", action="store_true", help="do not touch benchmarks/README.md")
+    parser.add_argument("--regressor", type=Path, default=None,
+                        help="a trained regressor (fit3dmm train's RUN/model.pt) for the training benchmark")
+    parser.add_argument("--list", action="store_true", help="list the steps and their commands, run nothing")
+    args = parser.parse_args(argv)
+    shared = args.shared.resolve()
+    suite = steps(shared, args.regressor)
+    names = [s.name for s in suite]
+    only = {n for n in args.only.split(",") if n}
+    skip = {n for n in args.skip.split(",") if n}
+    unknown = (only | skip) - set(names)
+    if unknown:
+        parser.error(f"unknown step(s) {sorted(unknown)}; steps: {', '.join(names)}")
+    chosen = [s for s in suite if (not only or s.name in only) and s.name not in skip]
+    if args.list:
+        for s in suite:
+            command = merge_options(s.command, s.quick) if args.quick else s.command
+            print(f"{s.name:<13} {shlex.join(command)}")
+        return 0
+    env = dict(os.environ)
+    env.setdefault("FIT3DMM_MODELS", str(shared / "face-models"))
+    env.setdefault("FIT3DMM_SHARED", str(shared))
+    RESULTS.mkdir(exist_ok=True)
+    commit = git_commit()
+    when = datetime.date.today().isoformat()
+    print(f"fit3dmm benchmarks at commit {commit} ({machine_line(machine())})", file=sys.stderr)
+    outcomes = [run_step(s, args.quick, shared, env) for s in chosen]
+    images = plots({o.step.name for o in outcomes if o.status == "ok"})
+    blocks = {}
+    for outcome in outcomes:
+        print(f"\n## {outcome.step.title}\n\n{outcome.shown}\n\n{outcome.markdown}")
+        blocks[outcome.step.name] = section(outcome, args.quick, commit, when, images.get(outcome.step.name, []))
+    if not args.no_readme:
+        update_readme(blocks, names)
+        print(f"\nupdated {README.relative_to(REPO)} ({', '.join(blocks)})", file=sys.stderr)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The benchmark runner: option merging, README sections, and skipping missing data without crashing."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fit3dmm.cli import main
+from fit3dmm.cli.bench import find_suite
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def run_module():
+    spec = importlib.util.spec_from_file_location("bench_run_under_test", BENCH / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_merge_options_replaces_and_appends(run_module):
+    command = ["bench.py", "--photos", "5", "--iterations", "100", "--flag"]
+    merged = run_module.merge_options(command, ["--iterations", "20", "--limit", "3", "--skip-dense"])
+    assert merged == ["bench.py", "--photos", "5", "--iterations", "20", "--flag", "--limit", "3", "--skip-dense"]
+    assert run_module.merge_options(command, []) == command
+
+
+def test_readme_sections_are_replaced_in_place_and_others_kept(run_module, tmp_path: Path):
+    readme = tmp_path / "README.md"
+    begin, end = run_module.BEGIN, run_module.END
+    readme.write_text(f"# Benchmarks\n\nintro\n\n## Results\n\n{begin.format('a')}\nold a\n{end.format('a')}\n\n"
+                      f"{begin.format('b')}\nold b\n{end.format('b')}\n\nfooter\n")
+    run_module.update_readme({"a": f"{begin.format('a')}\nnew a\n{end.format('a')}",
+                              "c": f"{begin.format('c')}\nnew c\n{end.format('c')}"}, ["a", "b", "c"], readme)
+    text = readme.read_text()
+    assert "old a" not in text and "new a" in text
+    assert "old b" in text and "intro" in text and "footer" in text
+    assert text.index("new a") < text.index("old b") < text.index("new c")  # c appended at the end
+    run_module.update_readme({"c": f"{begin.format('c')}\nnewer c\n{end.format('c')}"}, ["c"], readme)
+    assert readme.read_text().count(begin.format("c")) == 1 and "newer c" in readme.read_text()
+
+
+def test_section_names_command_commit_and_mode(run_module):
+    step = run_module.Step("fasseg", "FASSEG fits", ["benchmarks/bench_fasseg.py"])
+    outcome = run_module.Outcome(step, "ok", "| a |\n| --- |", 12.3, "python benchmarks/bench_fasseg.py --limit 4")
+    block = run_module.section(outcome, True, "abc1234", "2030-01-01", ["![plot](results/x.png)"])
+    assert block.startswith(run_module.BEGIN.format("fasseg")) and block.endswith(run_module.END.format("fasseg"))
+    assert "`python benchmarks/bench_fasseg.py --limit 4`" in block and "commit `abc1234`" in block
+    assert "quick run" in block and "![plot](results/x.png)" in block
+
+
+@pytest.mark.parametrize("script", ["bench_fasseg.py", "bench_aflw.py"])
+def test_benchmarks_skip_missing_datasets(script: str, tmp_path: Path):
+    proc = subprocess.run([sys.executable, str(BENCH / script), "--shared", str(tmp_path / "nowhere")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("skipped:") and "not found" in proc.stdout
+
+
+def test_runner_skips_steps_whose_data_is_missing(run_module, tmp_path: Path):
+    step = next(s for s in run_module.steps(tmp_path) if s.name == "fasseg")
+    outcome = run_module.run_step(step, True, tmp_path, {})
+    assert outcome.step.name == "fasseg" and outcome.status == "skipped"
+    assert "not found" in outcome.markdown and "--limit 3" in outcome.shown
+
+
+def test_bench_cli_finds_and_runs_the_suite():
+    assert find_suite() == BENCH / "run.py"
+    result = CliRunner().invoke(main, ["bench", "--list"])
+    assert result.exit_code == 0, result.output
+    assert "fasseg" in result.output and "bench_fasseg.py" in result.output
+    missing = CliRunner().invoke(main, ["bench", "--repo", "/nonexistent-checkout", "--list"])
+    assert missing.exit_code == 1 and "source checkout" in missing.output

@@ -1,0 +1,48 @@
+"""``fit3dmm train`` and ``fit3dmm predict`` end to end through click's CliRunner (tiny run, one step)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from fit3dmm.cli import main
+
+
+def test_train_then_predict_writes_the_networks_reconstruction(ict_model, shared_dir: Path, tmp_path: Path):
+    photo = shared_dir / "datasets" / "fasseg-frontal" / "images" / "test_1.png"
+    if not photo.is_file():
+        pytest.skip(f"{photo} not found")
+    ict = str(shared_dir / "face-models" / "ict-facekit-light")
+    runner = CliRunner()
+    run = tmp_path / "run"
+    args = ["train", "--synthetic", "2", "--size", "64", "--batch-size", "2", "--epochs", "1", "--loss", "lmk,reg",
+            "--model", ict, "--num-identity", "10", "--out", str(run), "--device", "cpu", "--quiet"]
+    trained = runner.invoke(main, args)
+    assert trained.exit_code == 0, trained.output
+    assert {p.name for p in run.iterdir()} >= {"cache", "checkpoints", "log.csv", "val.csv", "curves.png",
+                                              "model.pt", "config.json"}
+    assert len(list((run / "cache").glob("*.pt"))) == 2  # the two synthetic faces, rendered once
+    again = runner.invoke(main, args)  # the run folder holds a run: refused without --resume
+    assert again.exit_code == 1 and "--resume" in again.output
+
+    out = tmp_path / "pred"
+    predicted = runner.invoke(main, ["predict", str(photo), "--regressor", str(run / "model.pt"), "--out", str(out),
+                                     "--model", ict, "--device", "cpu"])
+    assert predicted.exit_code == 0, predicted.output
+    params = json.loads((out / "test_1" / "face.json").read_text())
+    assert (out / "test_1" / "face.obj").stat().st_size > 0 and (out / "test_1" / "face_overlay.png").is_file()
+    assert len(params["coefficients"]["identity"]) == 10 and params["status"] == "ok"
+    # the written coefficients are the network's output on the photo's crop
+    from fit3dmm.api import observe
+    from fit3dmm.train.regressor import predict_init
+
+    init = predict_init(run / "model.pt", observe(photo, size=64)[0])
+    assert torch.allclose(torch.tensor(params["coefficients"]["expression"]), init["expression"][0], atol=1e-5)
+    assert torch.allclose(torch.tensor(params["pose"]["translation_cm"]), init["translation"][0], atol=1e-4)
+
+    missing = runner.invoke(main, ["train", "--out", str(tmp_path / "x")])
+    assert missing.exit_code != 0 and "nothing to train on" in missing.output
