@@ -7,8 +7,8 @@ Layout of an output folder ``OUT``::
     OUT/<name>/done.json      written last: input, options, report rows and files of the photo
 
 ``<name>`` is the photo's file stem; photos sharing a stem (case-insensitively), or whose stem is a reserved
-name, get ``<stem>-<8 hex digits of the sha1 of the absolute path>`` (:func:`output_names`), so a photo's
-name does not depend on the order of the inputs.
+or hidden name, get ``<stem>-<8 hex digits of the sha1 of the absolute path>`` (:func:`output_names`), so a
+photo's name does not depend on the order of the inputs.
 
 Complete or absent: a photo's files are written into a hidden temporary folder ``OUT/.fit3dmm-tmp-*`` and
 the folder is renamed to ``OUT/<name>`` once everything, ``done.json`` last, is on disk.  An interrupted
@@ -148,8 +148,8 @@ class PhotoJob:
 # --------------------------------------------------------------------------------------------- planning
 def output_names(paths: Sequence[str | Path]) -> list[str]:
     """Output folder names for photos (module docstring): the stem, or ``<stem>-<hash>`` when the stem is
-    shared (case-insensitively), reserved or hidden (leading dots are dropped: ``.x.jpg`` → ``x-<hash>``).  The name of a photo depends on the set of inputs, not on
-    their order; names are unique."""
+    shared (case-insensitively), reserved or hidden (leading dots are dropped: ``.x.jpg`` → ``x-<hash>``).
+    The name of a photo depends on the set of inputs, not on their order; names are unique."""
     paths = [Path(p) for p in paths]
     if len({p.resolve() for p in paths}) != len(paths):
         raise ValueError("the same photo is listed twice")
@@ -168,21 +168,6 @@ def output_names(paths: Sequence[str | Path]) -> list[str]:
 def plan_jobs(paths: Sequence[str | Path]) -> list[PhotoJob]:
     """One :class:`PhotoJob` per photo, in the given order, named by :func:`output_names`."""
     return [PhotoJob(i, Path(p), name) for i, (p, name) in enumerate(zip(paths, output_names(paths), strict=True))]
-
-
-def options_fingerprint(model: FaceModel, weights: dict[str, float], config: FitConfig,
-                        options: BatchOptions, color: str) -> dict[str, Any]:
-    """The settings that determine a photo's outputs (stored in ``done.json``; compared on resume)."""
-    out = options.outputs
-    return {
-        "model": model.name, "model_checksum": model.checksum, "losses": dict(weights),
-        "iterations": config.iterations, "rigid_iterations": config.rigid_iterations,
-        "lr": [config.lr, config.lr_rotation, config.lr_translation], "seed": config.seed,
-        "size": options.size, "faces": options.faces, "min_face_size": float(options.min_face_size),
-        "detect_max_side": options.detect_max_side,
-        "format": out.mesh_format, "color": color, "space": out.space, "overlay": out.overlay,
-        "npz": out.npz, "depth": out.depth, "parts": out.parts, "texture_size": out.texture_size,
-    }
 
 
 @dataclass
@@ -606,6 +591,52 @@ def _round(value: float) -> float | str:
     return float(f"{value:.6g}") if np.isfinite(value) else str(value)
 
 
+@dataclass
+class FitSetup:
+    """What every photo of a run is fitted with.
+
+    Attributes:
+        model: the face model, on the device to fit on (annotated when a loss needs parts).
+        weights: the selected losses ({name: weight}, e.g. from :func:`select_losses`).
+        config: the fitting schedule.
+        options: batch and output options.
+        segment: add part targets to the observations (for losses that need them); ``seg``/``seg_format``:
+            a label map of the (single) photo for them.
+        detector_factory: builds a landmark detector (in each worker process when ``options.jobs > 0``; it
+            must then be picklable, e.g. a module-level function).
+        fitter: the fitting function (:func:`~fit3dmm.fitting.engine.fit_observation`).
+    """
+
+    model: FaceModel
+    weights: dict[str, float]
+    config: FitConfig
+    options: BatchOptions = field(default_factory=BatchOptions)
+    segment: bool = False
+    seg: Path | None = None
+    seg_format: str | None = None
+    detector_factory: Callable[[], LandmarkDetector] = default_detector
+    fitter: Fitter = fit_observation
+
+    def observe_settings(self, faces: str | None = None) -> ObserveSettings:
+        """Detection settings for the workers (``faces`` overrides ``options.faces``)."""
+        o = self.options
+        return ObserveSettings(o.size, faces or o.faces, float(o.min_face_size), o.detect_max_side, self.segment,
+                               self.seg, self.seg_format)
+
+    def fingerprint(self, color: str) -> dict[str, Any]:
+        """The settings that determine a photo's outputs (stored in ``done.json``; compared on resume)."""
+        model, config, o, out = self.model, self.config, self.options, self.options.outputs
+        return {
+            "model": model.name, "model_checksum": model.checksum, "losses": dict(self.weights),
+            "iterations": config.iterations, "rigid_iterations": config.rigid_iterations,
+            "lr": [config.lr, config.lr_rotation, config.lr_translation], "seed": config.seed,
+            "size": o.size, "faces": o.faces, "min_face_size": float(o.min_face_size),
+            "detect_max_side": o.detect_max_side, "format": out.mesh_format, "color": color, "space": out.space,
+            "overlay": out.overlay, "npz": out.npz, "depth": out.depth, "parts": out.parts,
+            "texture_size": out.texture_size,
+        }
+
+
 # ------------------------------------------------------------------------------------- output folder
 class OutputFolder:
     """The output folder of a batch run, locked for the run (context manager).
@@ -816,46 +847,25 @@ def terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_batch(
-    paths: Sequence[str | Path],
-    out_dir: str | Path,
-    model: FaceModel,
-    weights: dict[str, float],
-    config: FitConfig,
-    options: BatchOptions,
-    *,
-    segment: bool = False,
-    seg: Path | None = None,
-    seg_format: str | None = None,
-    progress: BatchProgress | None = None,
-    detector_factory: Callable[[], LandmarkDetector] = default_detector,
-    fitter: Fitter = fit_observation,
-) -> BatchSummary:
-    """Fit every photo of ``paths`` and write ``out_dir`` as described in the module docstring.
+def run_batch(paths: Sequence[str | Path], out_dir: str | Path, setup: FitSetup, *,
+              progress: BatchProgress | None = None) -> BatchSummary:
+    """Fit every photo of ``paths`` with ``setup`` and write ``out_dir`` as described in the module docstring.
 
     Args:
         paths: photo files (see :func:`fit3dmm.observe.image.find_images`).
-        model: the face model, on the device to fit on (annotated when a loss needs parts).
-        weights: selected losses ({name: weight}).
-        config: the fitting schedule.
-        options: batch and output options.
-        segment: add part targets to the observations (losses that need them); ``seg``/``seg_format`` a
-            label map for the (single) photo.
         progress: receives per-photo progress.
-        detector_factory: builds a landmark detector (in each worker process when ``options.jobs > 0``; it
-            must then be picklable, i.e. a module-level function).
-        fitter: the fitting function.
     Returns:
         A :class:`BatchSummary`; ``out_dir/report.csv`` holds one row per face or failed photo.  On
         KeyboardInterrupt (and SIGTERM under :func:`terminate_as_interrupt`) the temporary folders are
         removed, the report is written with what is finished, and the interrupt is re-raised.
     """
     started = time.perf_counter()
-    color = check_model_outputs(model, options.outputs)
-    extras = MeshExtras.from_model(model, options.outputs.texture_size if color == "texture" else None)
-    fingerprint = options_fingerprint(model, weights, config, options, color)
-    settings = ObserveSettings(options.size, options.faces, float(options.min_face_size), options.detect_max_side,
-                               segment, seg, seg_format)
+    options = setup.options
+    color = check_model_outputs(setup.model, options.outputs)
+    extras = MeshExtras.from_model(setup.model, options.outputs.texture_size if color == "texture" else None)
+    fingerprint = setup.fingerprint(color)
+    settings = setup.observe_settings()
+    factory = setup.detector_factory
     jobs = plan_jobs(paths)
     out_root = Path(out_dir)
     rows_by_job: dict[int, list[dict[str, Any]]] = {}
@@ -891,16 +901,16 @@ def run_batch(
 
                 pool = ProcessPoolExecutor(
                     max_workers=options.jobs, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_init_process, initargs=(settings, options.outputs, color, extras, detector_factory))
+                    initializer=_init_process, initargs=(settings, options.outputs, color, extras, factory))
                 executor: _Executor = pool
                 prepare_fn: Callable[[PhotoJob], Any] = _prepare_in_process
                 write_fn: Callable[[Any], WriteOutcome] = _write_in_process
             else:
-                local = PhotoWorker(settings, options.outputs, color, extras, detector_factory)
+                local = PhotoWorker(settings, options.outputs, color, extras, factory)
                 executor = _InlineExecutor(local)
                 prepare_fn, write_fn = local.prepare, local.write
-            _pipeline(todo, executor, prepare_fn, write_fn, pool is not None, folder, model, weights, config,
-                      fitter, options, fingerprint, in_flight, rows_by_job, summary, progress, flush)
+            _pipeline(todo, executor, prepare_fn, write_fn, pool is not None, folder, setup, fingerprint, in_flight,
+                      rows_by_job, summary, progress, flush)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -916,12 +926,12 @@ def run_batch(
 
 
 def _pipeline(todo: list[PhotoJob], executor: _Executor, prepare_fn: Callable[[PhotoJob], Any],
-              write_fn: Callable[[Any], WriteOutcome], pickled: bool, folder: OutputFolder, model: FaceModel,
-              weights: dict[str, float], config: FitConfig, fitter: Fitter, options: BatchOptions,
-              fingerprint: dict[str, Any],
-              in_flight: dict[int, _Photo], rows_by_job: dict[int, list[dict[str, Any]]], summary: BatchSummary,
-              progress: BatchProgress | None, flush: Callable[[], None]) -> None:
+              write_fn: Callable[[Any], WriteOutcome], pickled: bool, folder: OutputFolder, setup: FitSetup,
+              fingerprint: dict[str, Any], in_flight: dict[int, _Photo],
+              rows_by_job: dict[int, list[dict[str, Any]]], summary: BatchSummary, progress: BatchProgress | None,
+              flush: Callable[[], None]) -> None:
     """The main loop of :func:`run_batch`: prepare in order, fit in batches, write, commit."""
+    options = setup.options
     prepares: deque[tuple[PhotoJob, Future]] = deque()
     writes: deque[tuple[_Photo, int, Future]] = deque()
     waiting: list[tuple[_Photo, int, Observation]] = []
@@ -962,7 +972,7 @@ def _pipeline(todo: list[PhotoJob], executor: _Executor, prepare_fn: Callable[[P
 
     def fit_waiting(count: int) -> None:
         group, waiting[:] = waiting[:count], waiting[count:]
-        fits = fit_faces(model, [obs for _, _, obs in group], weights, config, fitter)
+        fits = fit_faces(setup.model, [obs for _, _, obs in group], setup.weights, setup.config, setup.fitter)
         for (photo, face, _), fit in zip(group, fits, strict=True):
             row = photo.rows[face]
             row.update(face_row(fit))
@@ -1010,47 +1020,37 @@ def _pipeline(todo: list[PhotoJob], executor: _Executor, prepare_fn: Callable[[P
     collect_writes(block=True)
 
 
-def fit_to_mesh_path(
-    path: str | Path,
-    target: str | Path,
-    model: FaceModel,
-    weights: dict[str, float],
-    config: FitConfig,
-    options: BatchOptions,
-    *,
-    segment: bool = False,
-    seg: Path | None = None,
-    seg_format: str | None = None,
-    detector_factory: Callable[[], LandmarkDetector] = default_detector,
-    progress: Callable[[int, int, float], None] | None = None,
-    fitter: Fitter = fit_observation,
-) -> tuple[list[Path], FaceFit]:
+def fit_to_mesh_path(path: str | Path, target: str | Path, setup: FitSetup, *,
+                     progress: Callable[[int, int, float], None] | None = None) -> tuple[list[Path], FaceFit]:
     """Fit the largest face of one photo and write the mesh ``target`` (.obj/.ply/.glb) and its siblings.
 
-    Returns the paths written and the fit.  Raises (one-line messages naming the file):
+    Args:
+        progress: called as ``progress(step, total_steps, loss)`` during the fit.
+    Returns:
+        The paths written and the fit.
+    Raises (one-line messages naming the file):
         ImageLoadError, NoFaceError, FaceTooSmallError: as :func:`fit3dmm.api.observe`;
         ValueError: the fit diverged, also after the retry.
     """
     from fit3dmm.api import FaceTooSmallError
 
     target = Path(target)
-    outputs = dataclasses.replace(options.outputs, mesh_format=target.suffix)
-    color = check_model_outputs(model, outputs)
-    extras = MeshExtras.from_model(model, outputs.texture_size if color == "texture" else None)
-    settings = ObserveSettings(options.size, "largest", float(options.min_face_size), options.detect_max_side,
-                               segment, seg, seg_format)
-    worker = PhotoWorker(settings, outputs, color, extras, detector_factory)
+    outputs = dataclasses.replace(setup.options.outputs, mesh_format=target.suffix)
+    color = check_model_outputs(setup.model, outputs)
+    extras = MeshExtras.from_model(setup.model, outputs.texture_size if color == "texture" else None)
+    worker = PhotoWorker(setup.observe_settings("largest"), outputs, color, extras, setup.detector_factory)
     try:
         job = PhotoJob(0, Path(path), target.stem)
         prepared = worker.prepare(job)
         errors = {STATUS_LOAD_ERROR: ImageLoadError, STATUS_NO_FACE: NoFaceError, STATUS_TOO_SMALL: FaceTooSmallError}
         if prepared.status != STATUS_OK:
             raise errors.get(prepared.status, ValueError)(prepared.error)
+        fitter = setup.fitter
 
         def fit_with_progress(m: FaceModel, o: Observation, w: dict[str, float], c: FitConfig) -> FitResult:
             return fitter(m, o, w, c, progress=progress) if progress is not None else fitter(m, o, w, c)
 
-        fit = fit_faces(model, prepared.faces, weights, config, fit_with_progress)[0]
+        fit = fit_faces(setup.model, prepared.faces, setup.weights, setup.config, fit_with_progress)[0]
         if fit.result is None:
             raise ValueError(f"{job.path}: {fit.error}")
         paths = OutputPaths.for_options(target, outputs)

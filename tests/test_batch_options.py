@@ -187,9 +187,9 @@ def test_check_request_refuses_bad_combinations(tmp_path, photos):
 
 def test_check_request_refuses_missing_inputs_and_empty_folders(tmp_path, photos):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ImageLoadError, match="no images in directory .*empty"):
+    with pytest.raises(ImageLoadError, match=r"no images in directory .*empty"):
         check([photos[0], tmp_path / "empty"], tmp_path / "out")
-    with pytest.raises(ImageLoadError, match="no such file or directory: .*missing.jpg"):
+    with pytest.raises(ImageLoadError, match=r"no such file or directory: .*missing\.jpg"):
         check([tmp_path / "missing.jpg"], tmp_path / "out")
     with pytest.raises(ImageLoadError, match="no images match the pattern"):
         check([tmp_path / "*.tif"], tmp_path / "out")

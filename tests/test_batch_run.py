@@ -79,9 +79,12 @@ def make_photos(folder: Path, names: list[str], size: tuple[int, int] = (160, 12
 
 
 def run(paths, out, model, options=None, **kwargs):
+    """run_batch with the tiny model, lmk + reg, a 64 px crop (fast) and the fake detector."""
     options = options or batch.BatchOptions(outputs=OutputOptions(color="vertex"))
+    options = dataclasses.replace(options, size=64)
     kwargs.setdefault("detector_factory", fake_detector)
-    return batch.run_batch(paths, out, model, WEIGHTS, kwargs.pop("config", CONFIG), options, **kwargs)
+    setup = batch.FitSetup(model, WEIGHTS, kwargs.pop("config", CONFIG), options, **kwargs)
+    return batch.run_batch(paths, out, setup)
 
 
 def report(out: Path) -> list[dict[str, str]]:
@@ -430,7 +433,7 @@ def test_depth_and_part_maps_match_a_full_frame_render(tmp_path, tiny_model):
     assert (colours[face < 0] == 0).all()
     # rendered in 7-pixel tiles: the same maps
     depth_tiles, label_tiles = render_maps(result, 0, labels, tile=7)
-    np.testing.assert_array_equal(depth_tiles, np.where(full.mask[0].numpy(), expected, np.inf))
+    np.testing.assert_array_equal(depth_tiles, np.where(full.mask[0].numpy(), expected, np.inf).astype(np.float32))
     np.testing.assert_array_equal(label_tiles, np.where(face >= 0, owner, -1))
 
 

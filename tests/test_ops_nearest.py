@@ -136,6 +136,27 @@ def test_empty_sets_and_bad_shapes() -> None:
     with pytest.raises(ValueError, match="queries must be"):
         nearest_index(torch.zeros(3, 3), pts)
     with pytest.raises(ValueError, match="method"):
-        nearest_index(grid, pts, method="kdtree")
+        nearest_index(grid, pts, method="octree")
     with pytest.raises(ValueError, match="query_valid"):
         nearest_index(grid, pts, query_valid=torch.ones(2, 64, dtype=torch.bool))
+
+
+def test_kdtree_path_gives_the_brute_force_distances():
+    from fit3dmm.ops.grid import AnchorGrid
+    from fit3dmm.ops.nearest import indexed_distance
+
+    gen = torch.Generator().manual_seed(3)
+    points = torch.rand(2, 900, 2, generator=gen, dtype=torch.float64) * 60
+    valid = torch.rand(2, 900, generator=gen) > 0.2
+    grid = AnchorGrid.full(64)
+    anchors = grid.points(torch.float64, "cpu")
+    auto = nearest_index(grid, points, valid)  # large CPU search: the k-d tree
+    brute = nearest_index(grid, points, valid, method="brute")
+    tree = nearest_index(anchors, points, valid, method="kdtree")
+    d_auto = indexed_distance(anchors.expand(2, -1, -1), points, auto)
+    d_brute = indexed_distance(anchors.expand(2, -1, -1), points, brute)
+    torch.testing.assert_close(d_auto, d_brute, rtol=0, atol=1e-12)
+    torch.testing.assert_close(tree, auto)
+    assert valid.gather(1, auto).all()
+    with pytest.raises(ValueError, match="kdtree"):
+        nearest_index(anchors, points, valid, method="kdtree", largest=True)

