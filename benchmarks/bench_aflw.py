@@ -118,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({args.model}, {args.iterations} iterations after a shared rigid stage of {args.rigid_iterations}; "
           f"ground truth: {args.gt} 68 points and the dataset's pose).  16 photos are not the full "
           "2000-image benchmark: indicative only.\n")
-    print(f"Command: `{command_line('bench_aflw.py', argv)}` (commit {git_commit()}, {seconds:.0f} s; "
-          f"{machine_line(info)}).\n")
+    print(f"Run at commit {git_commit()}, {seconds:.0f} s ({machine_line(info)}).\n")
     nme_columns = list(nme_rows[0])
     print("NME (%) of the 68 landmarks, sqrt(w·h) of the ground-truth box, by |yaw| of the ground truth:\n")
     print(markdown_table(nme_rows, nme_columns, floatfmt=".2f"))

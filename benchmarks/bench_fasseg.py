@@ -72,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({args.model}, {args.iterations} iterations after a shared rigid stage of {args.rigid_iterations}; "
           f"fit to the {'built-in segmenter' if args.targets == 'builtin' else 'FASSEG label maps'}; "
           f"scored against the FASSEG hand labels).\n")
-    print(f"Command: `{command_line('bench_fasseg.py', argv)}` (commit {git_commit()}, {seconds:.0f} s; "
-          f"{machine_line(info)}).\n")
+    print(f"Run at commit {git_commit()}, {seconds:.0f} s ({machine_line(info)}).\n")
     print("Part IoU, mean over photos (left_eye/right_eye: FASSEG's eye class split by connected component; "
           "eyes: both; mean: eyes, nose, mouth, skin):\n")
     print(markdown_table(rows, columns))

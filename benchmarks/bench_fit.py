@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"One default fit per photo ({spec}; {args.rigid_iterations} rigid + {args.iterations} iterations; "
           f"{model.name}) on CPU, {len(report)} of {len(photos)} photos "
           f"({', '.join(p.name for p in photos)}); `fit3dmm fit` code path, one photo at a time.\n")
-    print(f"Command: `{command_line('bench_fit.py', argv)}` (commit {git_commit()}; {machine_line(info)}).\n")
+    print(f"Run at commit {git_commit()} ({machine_line(info)}).\n")
     print(markdown_table(stage_rows, ["stage", "median (s)", "min (s)", "max (s)"], floatfmt=".2f"))
     print()
     print(markdown_table(split_rows, ["step", "median (ms)"], floatfmt=".1f"))

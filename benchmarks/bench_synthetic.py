@@ -120,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Synthetic faces: {len(targets)} of {args.count} renders ({args.size} px, seed {args.seed}) detected "
           f"and fitted ({args.model}, {args.iterations} iterations after a shared rigid stage of "
           f"{args.rigid_iterations}); errors over the {len(region)} face-region vertices.\n")
-    print(f"Command: `{command_line('bench_synthetic.py', argv)}` (commit {git_commit()}, {seconds:.0f} s; "
-          f"{machine_line(info)}).\n")
+    print(f"Run at commit {git_commit()}, {seconds:.0f} s ({machine_line(info)}).\n")
     columns = list(rows[1]) if len(rows) > 1 else list(rows[0])
     print("Mean vertex distance (mm; none = model frame, no alignment; rigid = after Kabsch alignment) and "
           "head-pose MAE (degrees), means over faces:\n")

@@ -71,7 +71,9 @@ def steps(shared: Path, regressor: Path | None = None) -> list[Step]:
              ["--repeats", "1", "--skip-dense"]),
         Step("render", "Renderers", ["benchmarks/bench_render.py"], ["--repeats", "2"],
              ["face-models/ict-facekit-light"]),
-        Step("batch", "Batch throughput", ["benchmarks/bench_batch.py"], [], []),
+        Step("batch", "Batch throughput (`fit3dmm fit` on a folder)", ["benchmarks/bench_batch.py"],
+             ["--limit", "4", "--batch-sizes", "1,4", "--iterations", "20", "--rigid-iterations", "20"],
+             ["datasets/aflw2000-16/landmarks.json", "face-models/ict-facekit-light"], json=True),
         Step("fit", "Speed and memory of one default fit", ["benchmarks/bench_fit.py", "--photos", "5"],
              ["--photos", "2", *fit_quick], [], json=True),
         Step("fasseg", "Part IoU of fits on FASSEG (default fit, landmarks only, PRDL alone)",
@@ -303,15 +305,18 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("FIT3DMM_MODELS", str(shared / "face-models"))
     env.setdefault("FIT3DMM_SHARED", str(shared))
     RESULTS.mkdir(exist_ok=True)
-    commit = git_commit()
     when = datetime.date.today().isoformat()
-    print(f"fit3dmm benchmarks at commit {commit} ({machine_line(machine())})", file=sys.stderr)
-    outcomes = [run_step(s, args.quick, shared, env) for s in chosen]
+    print(f"fit3dmm benchmarks at commit {git_commit()} ({machine_line(machine())})", file=sys.stderr)
+    outcomes, commits = [], {}
+    for step in chosen:  # the commit each step ran at (others may commit while a long run goes on)
+        commits[step.name] = git_commit()
+        outcomes.append(run_step(step, args.quick, shared, env))
     images = plots({o.step.name for o in outcomes if o.status == "ok"})
     blocks = {}
     for outcome in outcomes:
         print(f"\n## {outcome.step.title}\n\n{outcome.shown}\n\n{outcome.markdown}")
-        blocks[outcome.step.name] = section(outcome, args.quick, commit, when, images.get(outcome.step.name, []))
+        blocks[outcome.step.name] = section(outcome, args.quick, commits[outcome.step.name], when,
+                                            images.get(outcome.step.name, []))
     if not args.no_readme:
         update_readme(blocks, names)
         print(f"\nupdated {README.relative_to(REPO)} ({', '.join(blocks)})", file=sys.stderr)

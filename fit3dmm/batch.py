@@ -2,7 +2,8 @@
 
 Layout of an output folder ``OUT``::
 
-    OUT/report.csv            one row per fitted face or failed photo (columns: REPORT_COLUMNS + loss_*)
+    OUT/report.csv            one row per fitted face or failed photo (columns: REPORT_COLUMNS + loss_*),
+                              rewritten atomically every 30 s and at the end (also after Ctrl-C)
     OUT/<name>/face.obj ...   the files of :mod:`fit3dmm.io.outputs` (``--faces all``: face0.*, face1.*, ...)
     OUT/<name>/done.json      written last: input, options, report rows and files of the photo
 
@@ -20,6 +21,11 @@ Resume: a photo whose ``OUT/<name>/done.json`` exists is skipped (its report row
 ``resumed = 1``) unless ``overwrite``; when it was made with other options the summary says so.  Photos
 that failed have no folder and are tried again.  A folder ``OUT/<name>`` without ``done.json`` was not
 written by fit3dmm: the photo is reported as an error unless ``overwrite`` (then the folder is replaced).
+
+Several faces (``faces = "all"``): faces below ``min_face_size`` are skipped (the photo fails as
+``face_too_small`` only when all are); the photo is written when at least one face was fitted, its failed
+faces are in ``done.json`` and the report (and, being failures, keep the exit code at 1 on reruns until
+``overwrite``).
 
 Statuses (the ``status`` column): ``ok``; ``load_error`` (missing, unreadable, empty, truncated or not an
 image); ``no_face``; ``face_too_small`` (landmark box below ``min_face_size``); ``diverged`` (the loss
@@ -580,7 +586,7 @@ def face_row(fit: FaceFit) -> dict[str, Any]:
     if result is None:
         return row
     losses = {name: float(value[0]) for name, value in result.losses.items()}
-    row["landmark_error_px"] = round(landmark_error(result, 0), 4)
+    row["landmark_error_px"] = _round(landmark_error(result, 0))
     row["iterations"] = 0 if result.history is None else int(result.history.shape[0])
     row["loss_total"] = _round(sum(result.weights[name] * v for name, v in losses.items()))
     row.update({f"loss_{name}": _round(v) for name, v in losses.items()})
@@ -682,6 +688,8 @@ class OutputFolder:
         except (OSError, ValueError):
             return None
         if not isinstance(doc, dict) or doc.get("schema") != MARKER_SCHEMA:
+            return None
+        if not isinstance(doc.get("rows"), list) or not isinstance(doc.get("files"), list):
             return None
         if not all((folder / f).is_file() for f in doc.get("files", [])):
             return None

@@ -57,12 +57,12 @@ def test_compare_two_losses_on_one_fasseg_photo(quick_model: FaceModel, shared_d
     photos = fasseg_photos(shared_dir / FASSEG_SUBDIR, "test", limit=1)
     assert [p.name for p in photos] == ["test_1"]
     evaluation, written, failures = run_compare(
-        photos, ["softras", "icp"], tmp_path, model=quick_model,
+        photos, ["chamfer", "icp"], tmp_path, model=quick_model,
         config=FitConfig(iterations=2, rigid_iterations=10), device="cpu")
     assert failures == {}
     assert list(evaluation.groups) == list(FASSEG_GROUPS)  # FASSEG labels → its four classes
     rows = _read_csv(tmp_path / "table.csv")
-    assert [r["config"] for r in rows] == ["softras", "icp"]
+    assert [r["config"] for r in rows] == ["chamfer", "icp"]
     for row in rows:
         values = [float(row[g]) for g in FASSEG_GROUPS]
         assert all(0.0 <= v <= 1.0 for v in values)
@@ -71,17 +71,17 @@ def test_compare_two_losses_on_one_fasseg_photo(quick_model: FaceModel, shared_d
         # the rigid start from the landmarks already puts the model's nose on the photo's nose
         assert float(row["nose"]) > 0.4, row
     reg = loss_class("reg").default_weight
-    softras = loss_class("softras").default_weight
-    assert evaluation.regularizer == reg and evaluation.runs[0].weights == {"softras": softras, "reg": reg}
+    chamfer = loss_class("chamfer").default_weight
+    assert evaluation.regularizer == reg and evaluation.runs[0].weights == {"chamfer": chamfer, "reg": reg}
     table = (tmp_path / "table.md").read_text()
-    assert "| softras |" in table and "| icp |" in table and f"λ = {reg:g}" in table
+    assert "| chamfer |" in table and "| icp |" in table and f"λ = {reg:g}" in table
     figure = tmp_path / "figure.png"
     assert figure in written and (tmp_path / "figures" / "test_1.png") in written
     from PIL import Image
 
     with Image.open(figure) as image:
         width, height = image.size
-    assert height > 256 and width > 3 * 256 * 294 / 512  # three panels: target, softras, icp
+    assert height > 256 and width > 3 * 256 * 294 / 512  # three panels: target, chamfer, icp
 
 
 def test_every_configuration_starts_from_the_same_rigid_fit(quick_model: FaceModel, shared_dir: Path):
@@ -117,14 +117,14 @@ def test_cli_compare_writes_tables(quick_model: FaceModel, shared_dir: Path, tmp
     monkeypatch.setenv("FIT3DMM_CACHE", str(assets_dir(quick_model).parents[1]))
     root = shared_dir / FASSEG_SUBDIR
     args = ["compare", str(root / "images" / "test_2.png"), "--seg", str(root / "labels" / "test_2.png"),
-            "--seg-format", "fasseg", "--losses", "icp,chamfer", "--iterations", "2", "--rigid-iterations", "5",
+            "--seg-format", "fasseg", "--losses", "icp_rev,icp", "--iterations", "2", "--rigid-iterations", "5",
             "--model", str(shared_dir / ICT_SUBDIR), "--device", "cpu", "--out", str(tmp_path), "--quiet"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert [r["config"] for r in _read_csv(tmp_path / "table.csv")] == ["icp", "chamfer"]
-    assert "| icp |" in result.output
+    assert [r["config"] for r in _read_csv(tmp_path / "table.csv")] == ["icp_rev", "icp"]
+    assert "| icp_rev |" in result.output
     per_image = _read_csv(tmp_path / "per_image.csv")
-    assert [(r["image"], r["config"]) for r in per_image] == [("test_2", "icp"), ("test_2", "chamfer")]
+    assert [(r["image"], r["config"]) for r in per_image] == [("test_2", "icp_rev"), ("test_2", "icp")]
 
 
 @pytest.mark.parametrize(("args", "message"), [

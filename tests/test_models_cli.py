@@ -39,13 +39,18 @@ def test_install_list_load_ict(cache: Path, shared_dir: Path) -> None:
 
     assert load_model("ict").num_vertices == 26719
 
+    npz = "ict_facekit_light.npz"
+    before = (dest / npz).stat().st_mtime_ns
+    same = runner.invoke(main, ["models", "install", "ict", str(source)])
+    assert same.exit_code == 0, same.output  # the same model again is a no-op
+    assert (dest / npz).stat().st_mtime_ns == before
+    (dest / npz).write_bytes(b"another model")  # now the installed copy differs from the source
     again = runner.invoke(main, ["models", "install", "ict", str(source)])
     assert again.exit_code == 1
     assert len(again.stderr.strip().splitlines()) == 1 and "already installed" in again.stderr
     forced = runner.invoke(main, ["models", "install", "ict", str(source), "--force"])
     assert forced.exit_code == 0, forced.output
     assert [p.name for p in (cache / "models").iterdir()] == ["ict"]  # old copy and staging removed
-    npz = "ict_facekit_light.npz"
     assert (dest / npz).stat().st_size == (source / npz).stat().st_size
 
 

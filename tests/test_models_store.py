@@ -154,8 +154,7 @@ def test_install_list_and_load_ict(clean_env: Path, ict_folder: Path, tmp_path: 
     assert sorted(p.name for p in dest.iterdir()) == [
         "LICENSE", "SOURCE.md", "ict_facekit_light.npz", "vertex_indices.json"]
     assert (dest / "LICENSE").read_bytes() == (ict_folder / "LICENSE").read_bytes()
-    with pytest.raises(FileExistsError, match="already installed"):
-        install_model("ict", ict_folder)
+    assert install_model("ict", ict_folder) == dest  # the same model again: a no-op
 
     (entry,) = list_models()
     assert (entry.kind, entry.path, entry.checksum, entry.default) == ("ict", dest, ICT_SHA256, True)

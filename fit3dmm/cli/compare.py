@@ -38,7 +38,8 @@ GROUP_CHOICES = ("auto", "fasseg", "fasseg-sides", "parts")
               help="Adam iterations on identity, expression and pose.")
 @click.option("--rigid-iterations", default=60, show_default=True, type=click.IntRange(0, 100000),
               help="Iterations of the shared rigid stage (pose from landmarks).")
-@click.option("--batch", default=8, show_default=True, type=click.IntRange(1, 1024), help="Faces fitted together.")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(1, 1024),
+              help="Faces fitted together (results do not depend on it; on CPU 1 is fastest per face).")
 @click.option("--size", default=224, show_default=True, type=click.IntRange(64, 1024), help="Working crop size.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--figure-rows", default=8, show_default=True, type=click.IntRange(0, 1000),

@@ -236,8 +236,11 @@ def photo_space_vertices(result: FitResult, index: int) -> np.ndarray:
     return np.stack([pix[:, 0], height - 1.0 - pix[:, 1], z], axis=1)
 
 
-def projection_window(points: np.ndarray, image_size: tuple[int, int], margin: int = 2
-                      ) -> tuple[int, int, int, int] | None:
+Window = tuple[int, int, int, int]
+"""A pixel box (x0, y0, x1, y1), end exclusive."""
+
+
+def projection_window(points: np.ndarray, image_size: tuple[int, int], margin: int = 2) -> Window | None:
     """The pixel box (x0, y0, x1, y1), end exclusive, holding (N, 2) finite points, clipped to the image
     (H, W) and widened by ``margin``; None when no point falls near the image."""
     height, width = image_size
@@ -251,9 +254,6 @@ def projection_window(points: np.ndarray, image_size: tuple[int, int], margin: i
     if x0 >= x1 or y0 >= y1:
         return None
     return x0, y0, x1, y1
-
-
-Window = tuple[int, int, int, int]
 
 
 def tiles(window: Window, tile: int) -> list[Window]:
@@ -330,7 +330,6 @@ def render_overlay(photo: np.ndarray, result: FitResult, index: int, tile: int =
     """
     pix, depth, size = _view(result, index)
     scale = min(1.0, max_side / max(size))
-    image = photo
     if scale < 1.0:
         shape = (max(1, round(size[1] * scale)), max(1, round(size[0] * scale)))
         image = cv2.resize(photo, shape, interpolation=cv2.INTER_AREA)
