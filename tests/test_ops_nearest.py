@@ -146,7 +146,7 @@ def test_kdtree_path_gives_the_brute_force_distances():
     from fit3dmm.ops.nearest import indexed_distance
 
     gen = torch.Generator().manual_seed(3)
-    points = torch.rand(2, 900, 2, generator=gen, dtype=torch.float64) * 60
+    points = torch.rand(2, 900, 2, generator=gen, dtype=torch.float64) * 60  # > KDTREE_MIN_POINTS
     valid = torch.rand(2, 900, generator=gen) > 0.2
     grid = AnchorGrid.full(64)
     anchors = grid.points(torch.float64, "cpu")

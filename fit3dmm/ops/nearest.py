@@ -32,7 +32,7 @@ from fit3dmm.ops.hull import hull_candidates
 
 METHODS = ("auto", "tiles", "brute", "kdtree")
 _BRUTE_MAX_PAIRS = 1 << 21
-KDTREE_MIN_POINTS = 512
+KDTREE_MIN_POINTS = 128
 
 
 def nearest_index(
