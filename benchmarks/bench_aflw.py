@@ -94,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     photos, gt_points, gt_poses = load_aflw(root, args.gt)
     photos = photos[: args.limit] if args.limit else photos
-    model = load_annotated_model(args.model, args.device)
+    try:
+        model = load_annotated_model(args.model, args.device)
+    except FileNotFoundError as exc:  # no face model installed
+        print(f"skipped: {str(exc).splitlines()[0]}")
+        return 0
     targets, failures = prepare_targets(photos, progress=progress_line)
     names = [t.name for t in targets]
     gt = np.stack([gt_points[n] for n in names])

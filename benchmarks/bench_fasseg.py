@@ -59,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     info = machine()
     started = time.perf_counter()
-    model = load_annotated_model(args.model, args.device)
+    try:
+        model = load_annotated_model(args.model, args.device)
+    except FileNotFoundError as exc:  # no face model installed
+        print(f"skipped: {str(exc).splitlines()[0]}")
+        return 0
     photos = fasseg_photos(root, args.split, args.limit)
     targets, failures = prepare_targets(photos, fit_labels=args.targets == "labels", progress=progress_line)
     evaluation = evaluate_fits(model, targets, configs, config=config, groups=FASSEG_GROUPS_BY_SIDE,

@@ -62,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         photos = [LabelledPhoto("astronaut", example)]
 
     start = time.perf_counter()
-    model = api.load_model(args.model)
+    try:
+        model = api.load_model(args.model)
+    except FileNotFoundError as exc:  # no face model installed
+        print(f"skipped: {str(exc).splitlines()[0]}")
+        return 0
     weights, segment = batch.select_losses(model, args.losses, None, None)
     if segment:
         from fit3dmm.models.annotate import ensure_annotations

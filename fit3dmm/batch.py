@@ -954,7 +954,15 @@ def _pipeline(todo: list[PhotoJob], executor: _Executor, prepare_fn: Callable[[P
         if committed:
             marker = {"schema": MARKER_SCHEMA, "fit3dmm_version": __version__, "input": str(job.path),
                       "options": fingerprint, "rows": photo.rows, "files": sorted(photo.files)}
-            folder.commit(photo.temp, job.name, marker)
+            try:
+                folder.commit(photo.temp, job.name, marker)
+            except OSError as exc:  # e.g. the disk is full: this photo fails, the run goes on
+                committed = False
+                for row in photo.rows:
+                    if row["status"] == STATUS_OK:
+                        row.update(status=STATUS_ERROR, output="",
+                                   error=f"writing the outputs failed: {type(exc).__name__}: {_one_line(exc)}")
+        if committed:
             summary.fitted += 1
             summary.faces += sum(row["status"] == STATUS_OK for row in photo.rows)
         else:

@@ -446,3 +446,22 @@ def test_report_is_valid_csv_with_loss_columns(tmp_path):
     assert parsed[0] == [*batch.REPORT_COLUMNS, "loss_lmk", *batch.TIME_COLUMNS]
     assert parsed[1][0] == "a, b.jpg" and parsed[2][0] == 'q"uote.jpg'
     assert batch.read_report(tmp_path / "r.csv")[0]["loss_lmk"] == "1.5"
+
+
+def test_a_failing_commit_is_reported_and_the_run_goes_on(tmp_path, tiny_model, monkeypatch):
+    paths = make_photos(tmp_path, ["p0.png", "p1.png"])
+    out = tmp_path / "out"
+    real = batch.OutputFolder.commit
+
+    def full_disk(self, temp, name, marker):
+        if name == "p0":
+            raise OSError(28, "No space left on device")
+        real(self, temp, name, marker)
+
+    monkeypatch.setattr(batch.OutputFolder, "commit", full_disk)
+    options = batch.BatchOptions(outputs=OutputOptions(color="none", overlay=False))
+    summary = run(paths, out, tiny_model, options)
+    rows = report(out)
+    assert [r["status"] for r in rows] == ["error", "ok"] and "No space left" in rows[0]["error"]
+    assert not (out / "p0").exists() and (out / "p1" / batch.MARKER_NAME).is_file()
+    assert (summary.failed, summary.fitted, hidden(out)) == (1, 1, [])

@@ -79,3 +79,22 @@ def test_bench_cli_finds_and_runs_the_suite():
     assert "fasseg" in result.output and "bench_fasseg.py" in result.output
     missing = CliRunner().invoke(main, ["bench", "--repo", "/nonexistent-checkout", "--list"])
     assert missing.exit_code == 1 and "source checkout" in missing.output
+
+
+def test_plots_are_drawn_from_the_results(run_module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import json
+
+    monkeypatch.setattr(run_module, "RESULTS", tmp_path)
+    summary = [{"config": "prdl,lmk,reg", "eyes": 0.5, "nose": 0.8, "mean": 0.65},
+               {"config": "lmk,reg", "eyes": 0.4, "nose": 0.7, "mean": 0.55}]
+    (tmp_path / "fasseg.json").write_text(json.dumps({"summary": summary, "groups": ["eyes", "nose"],
+                                                      "split": "test"}))
+    (tmp_path / "compare.csv").write_text("config,eyes,nose,mean,images,iterations,ms_per_it,diverged\n"
+                                          "prdl,0.5,0.8,0.65,2,10,100.0,0\nicp,0.4,0.7,0.55,2,10,10.0,0\n")
+    (tmp_path / "aflw.json").write_text(json.dumps({"photos": ["a", "b"], "per_image": {
+        "detector": {"nme": [0.02, 0.05]}, "lmk,reg": {"nme": [0.03, 0.04]}}}))
+    images = run_module.plots({"fasseg", "compare", "aflw", "fit"})
+    assert set(images) == {"fasseg", "compare", "aflw"}
+    for name in ("fasseg_part_iou.png", "compare_part_iou.png", "aflw_nme_ced.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+    assert images["aflw"] == ["![NME cumulative error distribution](results/aflw_nme_ced.png)"]

@@ -81,7 +81,7 @@ def test_compare_two_losses_on_one_fasseg_photo(quick_model: FaceModel, shared_d
 
     with Image.open(figure) as image:
         width, height = image.size
-    assert height > 256 and width > 3 * 256 * 294 / 512  # three panels: target, chamfer, icp
+    assert height > 256 and width >= 3 * 160  # three panels (target, chamfer, icp), each at least 160 px wide
 
 
 def test_every_configuration_starts_from_the_same_rigid_fit(quick_model: FaceModel, shared_dir: Path):
