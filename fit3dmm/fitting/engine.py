@@ -134,7 +134,9 @@ def fit_observation(
             raise ValueError(f"unknown initial coefficients {sorted(unknown)}")
         params.load({k: v.to(device) for k, v in init.items()})
         params.project()
-    builder = PredictionBuilder(region, camera, obs, visibility_every=config.visibility_every)
+    uses_parts = any({"masks", "points"} & set(loss.needs) for loss in losses.values())
+    builder = PredictionBuilder(region, camera, obs, visibility_every=config.visibility_every,
+                                use_visibility=uses_parts)
     total_steps = config.rigid_iterations + config.iterations
 
     rigid_losses = {"lmk": LandmarkLoss()}

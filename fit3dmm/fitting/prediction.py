@@ -40,14 +40,17 @@ class PredictionBuilder:
         camera: the crop camera.
         observation: the target (for the forehead line and hair mask that filter V_p).
         visibility_every: recompute vertex visibility (a z-buffer pass, no gradient) every n calls.
+        use_visibility: False when no loss needs it (landmarks, regulariser): every vertex counts as visible
+            and no z-buffer is drawn.
     """
 
     def __init__(self, model: FaceModel, camera: PerspectiveCamera, observation: Observation,
-                 visibility_every: int = 10) -> None:
+                 visibility_every: int = 10, use_visibility: bool = True) -> None:
         self.model = model
         self.camera = camera
         self.observation = observation
         self.visibility_every = max(1, visibility_every)
+        self.use_visibility = use_visibility
         device = model.mean.device
         labels = model.part_labels
         self.part_vertices = {p: torch.nonzero(labels == i).flatten() for i, p in enumerate(PART_NAMES)}
@@ -80,6 +83,8 @@ class PredictionBuilder:
 
     def visibility(self, points2d: Tensor, depth: Tensor, vertices_cam: Tensor, force: bool = False) -> Tensor:
         """(B, V) visibility, recomputed every ``visibility_every`` calls (no gradient)."""
+        if not self.use_visibility and not force:
+            return torch.ones(points2d.shape[:2], dtype=torch.bool, device=points2d.device)
         if force or self._visible is None or self._calls % self.visibility_every == 0:
             with torch.no_grad():
                 normals = vertex_normals(vertices_cam, self.model.triangles)
