@@ -13,7 +13,7 @@ import os
 # 0.8 s for one PRDL step on 2 loaded cores); it must be set before torch is imported.  Users can override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import click  # noqa: E402
+import click
 
 from fit3dmm import __version__
 
