@@ -785,6 +785,8 @@ class BatchSummary:
         stale: resumed photos that had been made with other options.
         seconds: wall time.
         report: path of the report CSV.
+        landmark_errors: per fitted face, the mean distance (photo px) between the fitted model's projected
+            68 landmarks and the detected ones.
     """
 
     photos: int = 0
@@ -796,6 +798,7 @@ class BatchSummary:
     stale: int = 0
     seconds: float = 0.0
     report: Path | None = None
+    landmark_errors: list[float] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -807,6 +810,11 @@ class BatchSummary:
         rate = self.fitted / self.seconds if self.seconds > 0 else 0.0
         out = [f"{self.photos} photos: {self.fitted} fitted ({self.faces} faces, {rate:.2f} photos/s), "
                f"{self.resumed} already done, {self.failed} failed"]
+        if self.landmark_errors:
+            errors = self.landmark_errors
+            out.append(f"mean 68-landmark distance, fitted vs detected: {sum(errors) / len(errors):.2f} px"
+                       + (f" (median over {len(errors)} faces: {sorted(errors)[len(errors) // 2]:.2f} px)"
+                          if len(errors) > 1 else ""))
         failures = {k: v for k, v in sorted(self.statuses.items()) if k != STATUS_OK}
         if failures:
             out.append("failures by status: " + ", ".join(f"{k} {v}" for k, v in failures.items()))
@@ -965,6 +973,8 @@ def _pipeline(todo: list[PhotoJob], executor: _Executor, prepare_fn: Callable[[P
         if committed:
             summary.fitted += 1
             summary.faces += sum(row["status"] == STATUS_OK for row in photo.rows)
+            summary.landmark_errors.extend(float(row["landmark_error_px"]) for row in photo.rows
+                                           if row["status"] == STATUS_OK and row.get("landmark_error_px") != "")
         else:
             folder.discard(photo.temp)
             summary.failed += 1

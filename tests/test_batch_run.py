@@ -100,6 +100,9 @@ def test_batch_writes_one_complete_folder_per_photo_and_a_report(tmp_path, tiny_
     out = tmp_path / "out"
     summary = run(paths, out, tiny_model)
     assert (summary.photos, summary.fitted, summary.failed, summary.faces, summary.ok) == (3, 3, 0, 3, True)
+    assert len(summary.landmark_errors) == 3
+    mean_line = [line for line in summary.lines() if line.startswith("mean 68-landmark distance")]
+    assert mean_line and f"{sum(summary.landmark_errors) / 3:.2f} px" in mean_line[0]
     names = batch.output_names(paths)
     assert names[2] == "solo" and names[0].startswith("face-") and names[1].startswith("face-")
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted([*names, "report.csv"])
