@@ -23,7 +23,6 @@ indicative.  Photos without a detected face are listed and left out of every row
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -33,7 +32,8 @@ import numpy as np
 from common import (
     add_fit_options,
     command_line,
-    default_shared,
+    dataset_parser,
+    find_dataset,
     fit_setup,
     git_commit,
     load_annotated_model,
@@ -78,17 +78,14 @@ def nme_row(label: str, pred: np.ndarray, gt: np.ndarray, yaw: np.ndarray) -> tu
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=default_shared(), help="the shared data folder")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N photos")
+    parser = dataset_parser(__doc__)
     parser.add_argument("--gt", choices=["reannotated", "original"], default="reannotated",
                         help="ground-truth 68 points for the NME")
     add_fit_options(parser)
     args = parser.parse_args(argv)
     configs, config = fit_setup(args)
-    root = args.shared / "datasets" / "aflw2000-16"
-    if not (root / "landmarks.json").is_file():
-        print(f"skipped: AFLW2000-16 not found under {root} (use --shared or FIT3DMM_SHARED)")
+    root = find_dataset(args.shared, "aflw2000-16", "landmarks.json")
+    if root is None:
         return 0
     info = machine()
     started = time.perf_counter()

@@ -20,15 +20,14 @@ and skin (not the per-side eyes).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
 from common import (
     add_fit_options,
     command_line,
-    default_shared,
+    dataset_parser,
+    find_dataset,
     fit_setup,
     git_commit,
     load_annotated_model,
@@ -44,18 +43,15 @@ from fit3dmm.metrics.report import markdown_table
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=default_shared(), help="the shared data folder")
+    parser = dataset_parser(__doc__)
     parser.add_argument("--split", default="test", choices=["train", "test", "all"])
-    parser.add_argument("--limit", type=int, default=None, help="only the first N photos")
     parser.add_argument("--targets", choices=["builtin", "labels"], default="builtin",
                         help="what the fit uses as part segmentation (scoring always uses the FASSEG labels)")
     add_fit_options(parser)
     args = parser.parse_args(argv)
     configs, config = fit_setup(args)
-    root = args.shared / "datasets" / "fasseg-frontal"
-    if not (root / "index.csv").is_file():
-        print(f"skipped: FASSEG not found under {root} (use --shared or FIT3DMM_SHARED)")
+    root = find_dataset(args.shared, "fasseg-frontal", "index.csv")
+    if root is None:
         return 0
     info = machine()
     started = time.perf_counter()

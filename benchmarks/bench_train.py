@@ -26,7 +26,9 @@ Seconds per photo exclude detection and segmentation (shared by all methods; rep
 
 from __future__ import annotations
 
-import argparse
+import csv
+import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -34,7 +36,8 @@ from pathlib import Path
 import numpy as np
 from common import (
     command_line,
-    default_shared,
+    dataset_parser,
+    find_dataset,
     git_commit,
     load_annotated_model,
     machine,
@@ -53,21 +56,55 @@ from fit3dmm.train.regressor import FaceRegressor, check_model, load_regressor, 
 from fit3dmm.train.run import regressor_result
 
 
+def training_summary(run: Path, results: Path | None) -> str:
+    """Markdown about the training run that wrote ``run/model.pt`` (its config.json, log.csv, val.csv), and
+    copies of its curves and logs into ``results`` (``train_curves.png``, ``train_log.csv``, ``train_val.csv``)."""
+    if not (run / "config.json").is_file() or not (run / "log.csv").is_file():
+        return ""
+    config = json.loads((run / "config.json").read_text())
+    with open(run / "log.csv", newline="") as handle:
+        log = list(csv.DictReader(handle))
+    val = []
+    if (run / "val.csv").is_file():
+        with open(run / "val.csv", newline="") as handle:
+            val = list(csv.DictReader(handle))
+    c = config["config"]
+    seconds = sum(float(r["seconds"]) for r in log)
+    lines = [f"Training run `{run}`: {config['train_items']} training faces, {config['val_items']} validation "
+             f"faces, {len(log)} steps of {c['batch_size']} faces ({log[-1]['epoch'] if log else 0} → "
+             f"{int(log[-1]['epoch']) + 1 if log else 0} epochs), {c['size']} px crops, Adam lr {c['lr']}, "
+             f"losses {', '.join(f'{k}={v:g}' for k, v in c['weights'].items())}, supervision weight "
+             f"{c['supervise']}, {seconds / 60:.0f} min of training steps ({seconds / max(len(log), 1):.1f} s "
+             f"per step).", ""]
+    if val:
+        keys = [k for k in val[0] if k not in ("step",)]
+        lines += ["Validation after each epoch (Part IoU against the built-in segmenter's masks, NME against the "
+                  "detected landmarks, as fractions):", "",
+                  markdown_table([{k: r[k] for k in keys} for r in val], keys), ""]
+    if results is not None:
+        results.mkdir(parents=True, exist_ok=True)
+        for name, target in (("curves.png", "train_curves.png"), ("log.csv", "train_log.csv"),
+                             ("val.csv", "train_val.csv")):
+            if (run / name).is_file():
+                shutil.copyfile(run / name, results / target)
+        lines += ["Curves: `results/train_curves.png`; every step: `results/train_log.csv`.", ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = dataset_parser(__doc__)
     parser.add_argument("--regressor", type=Path, required=True, help="a trained run/model.pt")
-    parser.add_argument("--shared", type=Path, default=default_shared(), help="the shared data folder")
     parser.add_argument("--split", default="test", choices=["train", "test", "all"])
-    parser.add_argument("--limit", type=int, default=None, help="only the first N photos")
     parser.add_argument("--fit-limit", type=int, default=10, help="run the fits on the first N photos only")
     parser.add_argument("--refine-iterations", type=int, default=30)
     parser.add_argument("--size", type=int, default=224, help="crop size of the observations")
     parser.add_argument("--model", default="ict")
     parser.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="copy the training run's curves and logs into this folder")
     args = parser.parse_args(argv)
-    root = args.shared / "datasets" / "fasseg-frontal"
-    if not (root / "index.csv").is_file():
-        print(f"skipped: FASSEG not found under {root} (use --shared or FIT3DMM_SHARED)")
+    root = find_dataset(args.shared, "fasseg-frontal", "index.csv")
+    if root is None:
         return 0
     info = machine()
     started = time.perf_counter()
@@ -136,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
           f"losses {','.join(weights)}.\n")
     print(f"Command: `{command_line('bench_train.py', argv)}` (commit {git_commit()}, {seconds:.0f} s; "
           f"{machine_line(info)}).\n")
+    summary = training_summary(args.regressor.parent, args.results)
+    if summary:
+        print(summary)
     print(markdown_table(rows, list(rows[0])))
     if k:
         print(f"\nOn the {k} photos every method ran on:\n")

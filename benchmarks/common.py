@@ -19,13 +19,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_segmentation import default_shared  # noqa: F401  (re-exported: one definition of the shared path)
+from bench_segmentation import default_shared
 
 from fit3dmm.fitting.engine import FitConfig
 from fit3dmm.losses.registry import parse_losses
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = ("prdl,lmk,reg", "lmk,reg", "prdl,reg")
+
+
+def dataset_parser(doc: str) -> argparse.ArgumentParser:
+    """The argument parser of a benchmark on a shared data set, with ``--shared`` and ``--limit``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=default_shared(), help="the shared data folder")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N photos")
+    return parser
+
+
+def find_dataset(shared: Path, name: str, marker: str) -> Path | None:
+    """``<shared>/datasets/<name>`` when it holds ``marker``; else None, after the ``skipped: ...`` line that
+    run.py reports."""
+    root = shared / "datasets" / name
+    if (root / marker).is_file():
+        return root
+    print(f"skipped: {name} not found under {root.parent} (use --shared or FIT3DMM_SHARED)")
+    return None
 
 
 def add_fit_options(parser: argparse.ArgumentParser) -> None:

@@ -63,7 +63,8 @@ def steps(shared: Path, regressor: Path | None = None) -> list[Step]:
     """The suite, in order; the training benchmark needs a trained ``regressor`` (``fit3dmm train``)."""
     fasseg = shared / "datasets" / "fasseg-frontal"
     fit_quick = ["--iterations", "10", "--rigid-iterations", "20"]
-    train = ["benchmarks/bench_train.py", "--regressor", str(regressor)] if regressor else ["benchmarks/bench_train.py"]
+    train = ["benchmarks/bench_train.py", "--regressor", str(regressor), "--results", "benchmarks/results"] \
+        if regressor else ["benchmarks/bench_train.py"]
     return [
         Step("segmentation", "Built-in segmenter vs FASSEG hand labels", ["benchmarks/bench_segmentation.py"],
              ["--limit", "10"], ["datasets/fasseg-frontal/index.csv"]),
@@ -226,6 +227,8 @@ def plots(names: set[str]) -> dict[str, list[str]]:
         path = RESULTS / "compare_part_iou.png"
         bars(rows, groups, "config", path, "FASSEG: each geometric loss alone")
         out["compare"] = [f"![Part IoU per part and loss](results/{path.name})"]
+    if "train" in names and (RESULTS / "train_curves.png").is_file():
+        out["train"] = ["![training curves](results/train_curves.png)"]
     if "aflw" in names and (RESULTS / "aflw.json").is_file():
         data = json.loads((RESULTS / "aflw.json").read_text())
         fig, ax = plt.subplots(figsize=(5, 3.6))

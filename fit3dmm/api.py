@@ -152,6 +152,7 @@ def fit(
     detector: LandmarkDetector | None = None,
     segmentation: Callable[[Observation, np.ndarray], Observation] | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    init: str | Path | None = None,
 ) -> FitResult:
     """Reconstruct the largest face of each image (batched: B images fitted together).
 
@@ -162,6 +163,8 @@ def fit(
         weights: overrides of the default loss weights.
         config: iterations and learning rates.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        init: a regressor from ``fit3dmm train`` (``run/model.pt``) whose prediction starts the fit
+            (:func:`regressor_start`).
     """
     dev = resolve_device(device)
     face_model = load_model(model) if not isinstance(model, FaceModel) else model
@@ -185,7 +188,27 @@ def fit(
             if own:
                 detector.close()
         observation = Observation.stack(observations)
-    return fit_observation(face_model, observation, selected, config, progress=progress)
+    fitter = fit_observation if init is None else regressor_start(init, face_model)
+    return fitter(face_model, observation, selected, config, progress=progress)
+
+
+def regressor_start(path: str | Path, model: FaceModel) -> Callable[..., FitResult]:
+    """A fitter with the signature of :func:`~fit3dmm.fitting.engine.fit_observation` that starts from the
+    prediction of the regressor at ``path`` (``fit3dmm train``'s ``run/model.pt``, trained for ``model``).
+
+    Raises:
+        FileNotFoundError / ValueError: one line naming ``path``: missing, unreadable, or trained for
+        another face model.
+    """
+    from fit3dmm.models.face_model import file_checksum
+    from fit3dmm.train.regressor import RegressorStart, check_model, load_regressor
+
+    regressor, meta = load_regressor(path)
+    try:
+        check_model(meta, model)
+    except ValueError as exc:
+        raise ValueError(f"regressor {path}: {exc}") from None
+    return RegressorStart(regressor, fingerprint=file_checksum(str(path)))
 
 
 def landmark_error(result: FitResult, index: int = 0) -> float:

@@ -67,7 +67,7 @@ import torch
 from fit3dmm import __version__
 from fit3dmm.fitting.engine import FitConfig, fit_observation
 from fit3dmm.fitting.result import FitResult
-from fit3dmm.io.atomic import atomic_write
+from fit3dmm.io.atomic import atomic_write, fsync_directory
 from fit3dmm.io.mesh import MESH_FORMATS
 from fit3dmm.io.outputs import MeshExtras, OutputOptions, OutputPaths, save_outputs
 from fit3dmm.models.face_model import FaceModel
@@ -639,7 +639,7 @@ class FitSetup:
             "size": o.size, "faces": o.faces, "min_face_size": float(o.min_face_size),
             "detect_max_side": o.detect_max_side, "format": out.mesh_format, "color": color, "space": out.space,
             "overlay": out.overlay, "npz": out.npz, "depth": out.depth, "parts": out.parts,
-            "texture_size": out.texture_size,
+            "texture_size": out.texture_size, "init": getattr(self.fitter, "fingerprint", None),
         }
 
 
@@ -705,8 +705,6 @@ class OutputFolder:
 
     def commit(self, temp: Path, name: str, marker: dict[str, Any]) -> None:
         """Write ``done.json`` into ``temp``, then rename ``temp`` to ``name`` (replacing what is there)."""
-        from fit3dmm.io.atomic import _fsync_directory
-
         with atomic_write(temp / MARKER_NAME, "w") as handle:
             handle.write(json.dumps(marker, indent=1, allow_nan=False) + "\n")
         final = self.root / name
@@ -720,7 +718,7 @@ class OutputFolder:
                 trash.unlink()
         else:
             os.replace(temp, final)
-        _fsync_directory(self.root)
+        fsync_directory(self.root)
 
     @staticmethod
     def discard(temp: Path) -> None:

@@ -331,3 +331,17 @@ def test_downscale_for_detection_keeps_pixel_centres() -> None:
     assert same is image and one == 1.0
     with pytest.raises(ValueError, match="max_side"):
         downscale_for_detection(image, max_side=0)
+
+
+def test_crop_of_a_large_photo_blurs_only_what_it_reads():
+    """warp_to_crop low-passes only the window the crop reads: the same pixels as blurring the whole photo."""
+    from fit3dmm.observe.crop import warp_to_crop
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (900, 1200, 3), dtype=np.uint8)
+    for left, top, side in ((300.0, 200.0, 500.0), (-80.0, 650.0, 400.0), (1000.0, -50.0, 600.0)):
+        k = side / 112
+        crop_to_photo = np.array([[k, 0, left + 0.5 * k - 0.5], [0, k, top + 0.5 * k - 0.5], [0, 0, 1]])
+        whole = cv2.warpAffine(cv2.GaussianBlur(photo, (0, 0), sigmaX=0.4 * k), crop_to_photo[:2], (112, 112),
+                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
+        assert np.array_equal(warp_to_crop(photo, crop_to_photo, 112), whole)

@@ -44,5 +44,28 @@ def test_train_then_predict_writes_the_networks_reconstruction(ict_model, shared
     assert torch.allclose(torch.tensor(params["coefficients"]["expression"]), init["expression"][0], atol=1e-5)
     assert torch.allclose(torch.tensor(params["pose"]["translation_cm"]), init["translation"][0], atol=1e-4)
 
+    # `fit --init`: the network's prediction is where the fit starts (0 iterations: where it ends)
+    fitted_dir = tmp_path / "fitted"
+    fitted = runner.invoke(main, ["fit", str(photo), "--init", str(run / "model.pt"), "--out", str(fitted_dir),
+                                  "--model", ict, "--size", "64", "--loss", "lmk,reg", "--iterations", "0",
+                                  "--rigid-iterations", "0", "--device", "cpu", "--quiet", "--no-overlay"])
+    assert fitted.exit_code == 0, fitted.output
+    started = json.loads((fitted_dir / "test_1" / "face.json").read_text())
+    assert started["coefficients"]["expression"] == pytest.approx(params["coefficients"]["expression"], abs=1e-5)
+    assert started["pose"]["translation_cm"] == pytest.approx(params["pose"]["translation_cm"], abs=1e-4)
+    # ...and the usual start is somewhere else
+    plain = runner.invoke(main, ["fit", str(photo), "--out", str(tmp_path / "plain"), "--model", ict, "--size", "64",
+                                 "--loss", "lmk,reg", "--iterations", "0", "--rigid-iterations", "0",
+                                 "--device", "cpu", "--quiet", "--no-overlay"])
+    assert plain.exit_code == 0, plain.output
+    usual = json.loads((tmp_path / "plain" / "test_1" / "face.json").read_text())
+    assert usual["pose"]["translation_cm"] != pytest.approx(started["pose"]["translation_cm"], abs=1e-2)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a network")
+    bad = runner.invoke(main, ["fit", str(photo), "--init", str(junk), "--out", str(tmp_path / "bad"),
+                               "--model", ict, "--device", "cpu", "--quiet"])
+    assert bad.exit_code == 1 and str(junk) in bad.output and len(bad.output.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+
     missing = runner.invoke(main, ["train", "--out", str(tmp_path / "x")])
     assert missing.exit_code != 0 and "nothing to train on" in missing.output

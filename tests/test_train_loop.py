@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fit3dmm.train.data import TrainItem, collate
-from fit3dmm.train.loop import RegressionObjective, TrainConfig, train_regressor
+from fit3dmm.train.loop import RegressionObjective, TrainConfig, recalibrate_batchnorm, train_regressor
 from fit3dmm.train.regressor import CoefficientLayout, FaceRegressor
 from fit3dmm.train.synthetic import SyntheticConfig, render_synthetic, sample_coefficients, synthetic_items
 
@@ -90,3 +90,25 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_run(tiny_model, tm
     other = TrainConfig(**{**config.__dict__, "lr": 2e-3})
     with pytest.raises(ValueError, match="other settings"):
         train_regressor(tiny_model, items, other, tmp_path / "split", resume=True, **quiet)
+
+
+def test_batchnorm_recalibration_averages_the_batch_statistics(tiny_model):
+    size = 64
+    layout = CoefficientLayout.for_model(tiny_model, size)
+    cfg = SyntheticConfig(size=size, seed=3)
+    items = [TrainItem(render_synthetic(tiny_model, sample_coefficients(layout, cfg, i), size, (3, i)), None,
+                       "synthetic") for i in range(6)]
+    torch.manual_seed(0)
+    net = FaceRegressor(layout, size)
+    stem = net.backbone.bn1
+    stem.running_mean.fill_(5.0)  # stale statistics
+    recalibrate_batchnorm(net, items, batch_size=2, batches=2)  # 4 items spread over 6: 0, 2, 3, 5
+    assert stem.momentum == 0.1 and net.training
+    with torch.no_grad():
+        means = []
+        for batch in ([0, 2], [3, 5]):
+            images = torch.cat([items[i].observation.image for i in batch])
+            features = net.backbone.conv1((images - net.pixel_mean) / net.pixel_std)
+            means.append(features.mean(dim=(0, 2, 3)))
+    assert torch.allclose(stem.running_mean, torch.stack(means).mean(0), atol=1e-5)
+    assert int(stem.num_batches_tracked) == 2

@@ -107,6 +107,15 @@ def test_fit_parameters_json_becomes_a_distillation_target(ict_model, tmp_path):
     found = find_target(tmp_path, "/somewhere/photo_7.jpg")
     assert found == tmp_path / "photo_7" / "face.json"
     assert find_target(tmp_path, "other.png") is None
+    # two photos named a.jpg in different folders: `fit --out` names their folders a-<hash>; report.csv says which
+    for name in ("a-1111", "a-2222"):
+        (tmp_path / name).mkdir()
+        write_params_json(tmp_path / name / "face.json", result_to_dict(result, 0))
+    (tmp_path / "report.csv").write_text("input,output,face,status\n/x/a.jpg,a-1111/face.obj,0,ok\n"
+                                         "/y/a.jpg,a-2222/face.obj,0,ok\n/y/b.jpg,,,no_face\n")
+    assert find_target(tmp_path, "/y/a.jpg") == tmp_path / "a-2222" / "face.json"
+    assert find_target(tmp_path, "/z/a.jpg") is None  # two rows by that name, neither this photo
+    assert find_target(tmp_path, "/z/photo_7.jpg") == tmp_path / "photo_7" / "face.json"
     target = read_target(found, ict_model, CoefficientLayout.for_model(ict_model, SIZE, num_identity=30))
     assert target["identity"].shape == (1, 30)
     assert torch.allclose(target["identity"], truth.identity[:, :30], atol=1e-5)

@@ -57,6 +57,10 @@ class _BatchBar:
               help="Adam iterations on all coefficients.")
 @click.option("--rigid-iterations", default=60, show_default=True, type=click.IntRange(0, 100000),
               help="Adam iterations on the pose before that.")
+@click.option("--init", "init", type=click.Path(path_type=Path), default=None,
+              help="A regressor from `fit3dmm train` (RUN/model.pt): its prediction starts each fit instead of "
+                   "the landmark PnP pose and the mean face; pair it with fewer --iterations and "
+                   "--rigid-iterations 0.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed of the fit.")
 @click.option("--size", default=224, show_default=True, type=click.IntRange(64, 1024),
               help="Working crop size in pixels.")
@@ -93,13 +97,13 @@ class _BatchBar:
 @click.option("-r", "--recursive", is_flag=True, help="Also take the images in sub-folders of folder inputs.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.pass_context
-def fit(ctx, images, out, losses, weights, model, iterations, rigid_iterations, seed, size, device, faces,
+def fit(ctx, images, out, losses, weights, model, iterations, rigid_iterations, init, seed, size, device, faces,
         min_face_size, detect_max_side, mesh_format, color, texture_size, space, npz, depth, parts, overlay, seg,
         seg_format, batch_size, jobs, overwrite, recursive, quiet) -> None:
     """Fit the face model to IMAGES (files, folders or glob patterns) and write a mesh, parameters (JSON) and
     an overlay PNG per face."""
     from fit3dmm import api, batch
-    from fit3dmm.fitting.engine import FitConfig
+    from fit3dmm.fitting.engine import FitConfig, fit_observation
     from fit3dmm.io.outputs import OutputOptions
     from fit3dmm.models.annotate import ensure_annotations
 
@@ -112,13 +116,14 @@ def fit(ctx, images, out, losses, weights, model, iterations, rigid_iterations, 
                                   seg=seg, seg_format=seg_format, recursive=recursive)
     dev = api.resolve_device(device)
     face_model = api.load_model(model)
+    fitter = api.regressor_start(init, face_model) if init is not None else fit_observation
     weights_map, segment = batch.select_losses(face_model, losses, weights, seg)
     if segment and not face_model.has_parts:
         click.echo(f"annotating {face_model.name} with Algorithm 1 (once; cached for later runs)...", err=True)
         ensure_annotations(face_model)
     batch.check_model_outputs(face_model, outputs if request.mesh_target is None else request.single_outputs)
     setup = batch.FitSetup(face_model.to(dev), weights_map, config, options, segment=segment, seg=seg,
-                           seg_format=seg_format)
+                           seg_format=seg_format, fitter=fitter)
     if request.mesh_target is not None:
         with progress_bar(quiet, request.paths[0].name) as report:
             written, fitted = batch.fit_to_mesh_path(request.paths[0], request.mesh_target, setup, progress=report)

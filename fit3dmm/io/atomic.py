@@ -25,7 +25,7 @@ def _fsync_path(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_directory(folder: Path) -> None:
+def fsync_directory(folder: Path) -> None:
     """Make renames in ``folder`` durable (POSIX only; a no-op where directories cannot be opened)."""
     if not hasattr(os, "O_DIRECTORY"):
         return
@@ -68,7 +68,7 @@ def atomic_files(paths: Sequence[str | Path]) -> Iterator[list[Path]]:
                 temp.unlink()
         raise
     for folder in dict.fromkeys(t.parent for t in targets):
-        _fsync_directory(folder)
+        fsync_directory(folder)
 
 
 @contextmanager

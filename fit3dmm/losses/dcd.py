@@ -27,9 +27,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fit3dmm.losses.icp import PointSetLoss
+from fit3dmm.losses.icp import PointSetLoss, nearest_in_target
 from fit3dmm.observe.observation import PointSet
-from fit3dmm.ops.nearest import nearest_distance
 
 
 def dcd_one_way(
@@ -40,13 +39,7 @@ def dcd_one_way(
     ``d(x) = ‖x − ŷ(x)‖²`` (or ‖·‖ if not ``squared``) with ŷ(x) the nearest point of T, and n_ŷ the number of
     points of S sharing that nearest point (no gradient).
     """
-    if source.points.shape[0] != target.points.shape[0]:
-        raise ValueError(
-            f"batch sizes differ: source {source.points.shape[0]}, target {target.points.shape[0]}"
-        )
-    dist, index = nearest_distance(source.points, target.points, target.valid, query_valid=source.valid)
-    if squared:
-        dist = dist * dist
+    dist, index = nearest_in_target(source, target, squared)
     n_source = source.valid.sum(-1)
     n_target = target.valid.sum(-1)
     with torch.no_grad():

@@ -26,6 +26,17 @@ from fit3dmm.ops.nearest import nearest_distance
 from fit3dmm.parts import PART_NAMES
 
 
+def nearest_in_target(source: PointSet, target: PointSet, squared: bool = True) -> tuple[Tensor, Tensor]:
+    """For each point of S, ``(d, index)`` of its nearest valid point of T, (B, N) each; ``d`` is the
+    squared distance (plain if not ``squared``), differentiable w.r.t. both sets."""
+    if source.points.shape[0] != target.points.shape[0]:
+        raise ValueError(
+            f"batch sizes differ: source {source.points.shape[0]}, target {target.points.shape[0]}"
+        )
+    dist, index = nearest_distance(source.points, target.points, target.valid, query_valid=source.valid)
+    return (dist * dist if squared else dist), index
+
+
 def icp_distance(source: PointSet, target: PointSet, squared: bool = True) -> Tensor:
     """``(1/|S|) Σ_{s∈S} min_{t∈T} ‖s − t‖²`` (plain ‖·‖ if not ``squared``), (B,); 0 if S or T is empty.
 
@@ -33,13 +44,7 @@ def icp_distance(source: PointSet, target: PointSet, squared: bool = True) -> Te
         source: S, (B, N, 2) with validity.
         target: T, (B, M, 2) with validity; the gradient reaches T through each source point's nearest t.
     """
-    if source.points.shape[0] != target.points.shape[0]:
-        raise ValueError(
-            f"batch sizes differ: source {source.points.shape[0]}, target {target.points.shape[0]}"
-        )
-    dist, _ = nearest_distance(source.points, target.points, target.valid, query_valid=source.valid)
-    if squared:
-        dist = dist * dist
+    dist, _ = nearest_in_target(source, target, squared)
     count = source.valid.sum(-1)
     return dist.sum(-1) / count.clamp_min(1).to(dist.dtype)
 

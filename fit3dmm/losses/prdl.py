@@ -28,6 +28,7 @@ from torch import Tensor
 
 from fit3dmm.losses.base import Loss, Prediction
 from fit3dmm.observe.observation import Observation, PointSet
+from fit3dmm.ops.checks import check_point_sets
 from fit3dmm.ops.direct import direct_distance_reduce
 from fit3dmm.ops.distance_sum import DistanceSumPlan, distance_sum_plan, grid_distance_sum
 from fit3dmm.ops.grid import AnchorGrid
@@ -60,12 +61,7 @@ def prdl_descriptor(
         impl: ``"fast"`` or ``"dense"`` (float64 brute force, the reference); same value either way.
         plan: a :func:`distance_sum_plan` for the grid (dtype/device of ``points``) to reuse, fast impl only.
     """
-    if points.ndim != 3 or points.shape[-1] != 2:
-        raise ValueError(f"points must be (B, N, 2), got {tuple(points.shape)}")
-    if valid is None:
-        valid = torch.ones(points.shape[:2], dtype=torch.bool, device=points.device)
-    if valid.shape != points.shape[:2]:
-        raise ValueError(f"valid must be {tuple(points.shape[:2])}, got {tuple(valid.shape)}")
+    valid = check_point_sets(points, valid)
     if not stats or any(s not in STATS for s in stats):
         raise ValueError(f"stats must be a non-empty subset of {STATS}, got {tuple(stats)}")
     if impl not in IMPLS:

@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from fit3dmm.ops.checks import check_point_sets, check_queries
+
 REDUCTIONS = ("min", "max", "sum")
 
 
@@ -42,17 +44,9 @@ def direct_distance_reduce(
     Returns:
         (B, M, len(reductions)).
     """
-    if points.ndim != 3 or points.shape[-1] != 2:
-        raise ValueError(f"points must be (B, N, 2), got {tuple(points.shape)}")
+    valid = check_point_sets(points, valid)
+    queries = check_queries(queries, points.shape[0])
     b, n = points.shape[:2]
-    if queries.ndim == 2:
-        queries = queries.unsqueeze(0).expand(b, -1, -1)
-    if queries.ndim != 3 or queries.shape[-1] != 2 or queries.shape[0] != b:
-        raise ValueError(f"queries must be (M, 2) or ({b}, M, 2), got {tuple(queries.shape)}")
-    if valid is None:
-        valid = torch.ones(points.shape[:2], dtype=torch.bool, device=points.device)
-    if valid.shape != (b, n):
-        raise ValueError(f"valid must be ({b}, {n}), got {tuple(valid.shape)}")
     unknown = [r for r in reductions if r not in REDUCTIONS]
     if unknown or not reductions:
         raise ValueError(f"reductions must be a non-empty subset of {REDUCTIONS}, got {tuple(reductions)}")

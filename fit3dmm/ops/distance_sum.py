@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from fit3dmm.ops.checks import check_point_sets
 from fit3dmm.ops.direct import direct_distance_reduce
 from fit3dmm.ops.grid import AnchorGrid
 from fit3dmm.ops.nearest import compact_mask
@@ -127,13 +128,8 @@ def grid_distance_sum(
 
     Differentiable w.r.t. ``points``; anchors in the window around a point get the exact distance.
     """
-    if points.ndim != 3 or points.shape[-1] != 2:
-        raise ValueError(f"points must be (B, N, 2), got {tuple(points.shape)}")
+    valid = check_point_sets(points, valid)
     b, n = points.shape[:2]
-    if valid is None:
-        valid = torch.ones((b, n), dtype=torch.bool, device=points.device)
-    if valid.shape != (b, n):
-        raise ValueError(f"valid must be ({b}, {n}), got {tuple(valid.shape)}")
     plan = grid if isinstance(grid, DistanceSumPlan) else distance_sum_plan(
         grid, window=window, dtype=points.dtype, device=points.device
     )

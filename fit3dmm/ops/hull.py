@@ -15,6 +15,8 @@ import math
 import torch
 from torch import Tensor
 
+from fit3dmm.ops.checks import check_point_sets
+
 
 def hull_candidates(points: Tensor, valid: Tensor | None = None, directions: int = 64) -> Tensor:
     """(B, N) bool: True for every valid point that may be a convex-hull vertex.
@@ -28,12 +30,7 @@ def hull_candidates(points: Tensor, valid: Tensor | None = None, directions: int
         valid: (B, N) bool, or None for all valid.
         directions: D ≥ 3 probe directions; more gives a tighter Q at O(B·N·D) cost.
     """
-    if points.ndim != 3 or points.shape[-1] != 2:
-        raise ValueError(f"points must be (B, N, 2), got {tuple(points.shape)}")
-    if valid is None:
-        valid = torch.ones(points.shape[:2], dtype=torch.bool, device=points.device)
-    if valid.shape != points.shape[:2]:
-        raise ValueError(f"valid must be {tuple(points.shape[:2])}, got {tuple(valid.shape)}")
+    valid = check_point_sets(points, valid)
     if directions < 3:
         raise ValueError(f"directions must be >= 3, got {directions}")
     if points.shape[1] == 0:

@@ -27,6 +27,7 @@ import math
 import torch
 from torch import Tensor
 
+from fit3dmm.ops.checks import check_point_sets, check_queries
 from fit3dmm.ops.grid import AnchorGrid
 from fit3dmm.ops.hull import hull_candidates
 
@@ -120,10 +121,7 @@ def farthest_index(
     Same as ``nearest_index(..., largest=True)`` (same ties), but searches only the possible hull vertices of
     each set, which are few: the farthest point of a set from anywhere is a hull vertex.
     """
-    if points.ndim != 3 or points.shape[-1] != 2:
-        raise ValueError(f"points must be (B, N, 2), got {tuple(points.shape)}")
-    if valid is not None and valid.shape != points.shape[:2]:
-        raise ValueError(f"valid must be {tuple(points.shape[:2])}, got {tuple(valid.shape)}")
+    valid = check_point_sets(points, valid)
     with torch.no_grad():
         order, kept_valid = compact_mask(hull_candidates(points, valid, directions))
         kept = torch.gather(points, 1, order[..., None].expand(-1, -1, 2))
@@ -141,8 +139,7 @@ def indexed_distance(queries: Tensor, points: Tensor, index: Tensor) -> Tensor:
         points: (B, N, 2).
         index: (B, M) long in [0, N).
     """
-    if points.ndim != 3 or points.shape[-1] != 2:
-        raise ValueError(f"points must be (B, N, 2), got {tuple(points.shape)}")
+    check_point_sets(points)
     if index.ndim != 2 or index.shape[0] != points.shape[0]:
         raise ValueError(f"index must be ({points.shape[0]}, M), got {tuple(index.shape)}")
     if points.shape[1] == 0:
@@ -154,18 +151,9 @@ def indexed_distance(queries: Tensor, points: Tensor, index: Tensor) -> Tensor:
 def _check(
     queries: Tensor, points: Tensor, valid: Tensor | None, query_valid: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    if points.ndim != 3 or points.shape[-1] != 2:
-        raise ValueError(f"points must be (B, N, 2), got {tuple(points.shape)}")
-    b, n = points.shape[:2]
-    if queries.ndim == 2:
-        queries = queries.unsqueeze(0).expand(b, -1, -1)
-    if queries.ndim != 3 or queries.shape[-1] != 2 or queries.shape[0] != b:
-        raise ValueError(f"queries must be (M, 2) or ({b}, M, 2), got {tuple(queries.shape)}")
-    if valid is None:
-        valid = torch.ones((b, n), dtype=torch.bool, device=points.device)
-    if valid.shape != (b, n):
-        raise ValueError(f"valid must be ({b}, {n}), got {tuple(valid.shape)}")
-    m = queries.shape[1]
+    valid = check_point_sets(points, valid)
+    queries = check_queries(queries, points.shape[0])
+    b, m = queries.shape[:2]
     if query_valid is None:
         query_valid = torch.ones((b, m), dtype=torch.bool, device=points.device)
     if query_valid.shape != (b, m):

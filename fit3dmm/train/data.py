@@ -9,6 +9,7 @@ covers the photo's bytes and every setting that changes the observation, so a st
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
@@ -185,10 +186,24 @@ def read_target(path: str | Path, model: FaceModel, layout: CoefficientLayout) -
 
 
 def find_target(folder: str | Path, photo: str | Path) -> Path | None:
-    """The parameters JSON of ``photo`` in a folder of ``fit3dmm fit`` outputs: ``<stem>/face.json`` (what
-    ``fit --out DIR`` writes) or ``<stem>.json``; None when there is neither."""
-    stem = Path(photo).stem
-    for candidate in (Path(folder) / stem / "face.json", Path(folder) / f"{stem}.json"):
+    """The parameters JSON of ``photo`` (its first face) in a folder of ``fit3dmm fit`` outputs, or None.
+
+    Looked up in the folder's ``report.csv`` first (the row whose input is ``photo``, or the only row with its
+    file name: right also when photos shared a stem and got ``<stem>-<hash>/`` folders), then as
+    ``<stem>/face.json`` (what ``fit --out DIR`` writes) or ``<stem>.json``.
+    """
+    folder, photo = Path(folder), Path(photo)
+    report = folder / "report.csv"
+    if report.is_file():
+        with report.open(newline="", encoding="utf-8") as handle:
+            rows = [r for r in csv.DictReader(handle) if r.get("output") and r.get("face", "0") in ("0", "")]
+        same = [r for r in rows if Path(r["input"]).resolve() == photo.resolve()]
+        named = [r for r in rows if Path(r["input"]).name == photo.name]
+        for row in same or (named if len(named) == 1 else []):
+            candidate = (folder / row["output"]).with_suffix(".json")
+            if candidate.is_file():
+                return candidate
+    for candidate in (folder / photo.stem / "face.json", folder / f"{photo.stem}.json"):
         if candidate.is_file():
             return candidate
     return None

@@ -5,7 +5,8 @@ and :class:`~fit3dmm.losses.base.Loss` modules as a per-photo fit (PRDL, landmar
 L = Σ λ_i·L_i is the fitting objective, averaged over the batch, optimised over the network's weights with
 Adam (3DDFA-V3: learning rate 1e-4).  Faces with known coefficients (synthetic renders, ``--targets``) add
 a supervision term ``sup``: the mean squared distance (cm²) between predicted and true camera-space vertices
-of the fitted region.
+of the fitted region.  At the end of every epoch and of the run, the BatchNorm statistics that eval mode uses
+are re-estimated over a fixed spread of training batches (:func:`recalibrate_batchnorm`).
 
 Runs are resumable: the batch order is a function of (seed, epoch) only (``DistributedSampler``), and a
 checkpoint holds the network, the optimiser, the RNG state and the position in the epoch, so a resumed run
@@ -195,6 +196,39 @@ def evaluate(regressor: FaceRegressor, objective: RegressionObjective, items: Se
     finally:
         regressor.train(was_training)
     return {name: float(torch.nanmean(torch.cat(v))) for name, v in sums.items()}
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(regressor: FaceRegressor, items: Sequence[TrainItem], batch_size: int = 8,
+                          batches: int = 16) -> None:
+    """Re-estimate the BatchNorm running statistics as plain averages over ``batches`` batches of ``items``
+    ("precise BN", Wu & Johnson 2021), in a fixed order spread over the whole list.
+
+    Eval mode (prediction, validation) normalises with these statistics.  Their default estimate, an
+    exponential average over the last training steps, lags a network whose weights still change fast, as in
+    a short run from a random initialisation, and its predictions then differ from the trained (batch
+    statistics) ones.  Every process computes the same statistics (same items, same order).
+    """
+    norms = [m for m in regressor.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or not items:
+        return
+    count = min(len(items), batches * batch_size)
+    order = torch.linspace(0, len(items) - 1, count).round().long().tolist()
+    momenta = [m.momentum for m in norms]
+    was_training = regressor.training
+    device = regressor.nominal.device
+    try:
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+        regressor.train()
+        for start in range(0, count, batch_size):
+            obs, _, _ = collate([items[i] for i in order[start: start + batch_size]])
+            regressor.backbone((obs.image.to(device) - regressor.pixel_mean) / regressor.pixel_std)
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        regressor.train(was_training)
 
 
 class _RawOutput(nn.Module):
@@ -417,6 +451,7 @@ def train_regressor(
         atomic_save(paths.checkpoint, lambda p: torch.save(state, p))
 
     def validate(epoch_: int) -> None:
+        recalibrate_batchnorm(regressor, items, config.batch_size)
         if info.is_main and val_items:
             metrics = evaluate(regressor, objective, val_items, config.batch_size)
             _append_csv(paths.val, {"step": step, "epoch": epoch_, **{k: f"{v:.6g}" for k, v in metrics.items()}},
@@ -461,6 +496,8 @@ def train_regressor(
             validate(epoch)
             epoch, position = epoch + 1, 0
             save_checkpoint(epoch, 0)
+    if stopped:  # (an epoch's end has just recalibrated them)
+        recalibrate_batchnorm(regressor, items, config.batch_size)
     if info.is_main:
         save_regressor(paths.model, regressor, model, extra={"steps": step, "epochs": epoch,
                                                              "config": asdict(config)})

@@ -307,3 +307,28 @@ def predict_init(regressor: str | Path | FaceRegressor, observation: Observation
         out["identity"] = torch.cat([identity, identity.new_zeros(identity.shape[0], num_identity - identity.shape[1])],
                                     dim=1)
     return out
+
+
+class RegressorStart:
+    """A fitter (``fitter(model, observation, weights, config, progress=None)``, the signature of
+    :func:`~fit3dmm.fitting.engine.fit_observation`) that starts every fit from a regressor's prediction
+    instead of the PnP pose and the mean face: what ``fit3dmm fit --init run/model.pt`` runs.
+
+    Args:
+        regressor: a loaded :class:`FaceRegressor` (moved to each observation's device when used).
+        fingerprint: what identifies the network in resumable runs (e.g. the SHA-256 of its file).
+    """
+
+    def __init__(self, regressor: FaceRegressor, fingerprint: str = "") -> None:
+        self.regressor = regressor
+        self.fingerprint = fingerprint
+
+    def __call__(self, model: FaceModel, observation: Observation, weights: dict[str, float],
+                 config: Any = None, progress: Any = None) -> Any:
+        from fit3dmm.fitting.engine import FitConfig, fit_observation
+
+        config = config or FitConfig()
+        self.regressor.to(model.mean.device)
+        init = predict_init(self.regressor, observation.to(model.mean.device), photometric="pho" in weights,
+                            num_identity=min(config.num_identity or model.num_identity, model.num_identity))
+        return fit_observation(model, observation, weights, config, progress=progress, init=init)
