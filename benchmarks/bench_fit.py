@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     load_model_s = time.perf_counter() - start
     config = FitConfig(iterations=args.iterations, rigid_iterations=args.rigid_iterations)
     with tempfile.TemporaryDirectory(prefix="fit3dmm-bench-") as out:
-        summary = batch.run_batch([p.image for p in photos], out, model, weights, config, batch.BatchOptions(),
-                                  segment=segment)
+        setup = batch.FitSetup(model, weights, config, batch.BatchOptions(), segment=segment)
+        summary = batch.run_batch([p.image for p in photos], out, setup)
         with open(Path(out) / "report.csv", newline="") as handle:
             report = [r for r in csv.DictReader(handle) if r["status"] == "ok"]
     fitted_s = summary.seconds

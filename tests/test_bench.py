@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,16 @@ def test_plots_are_drawn_from_the_results(run_module, tmp_path: Path, monkeypatc
     for name in ("fasseg_part_iou.png", "compare_part_iou.png", "aflw_nme_ced.png"):
         assert (tmp_path / name).stat().st_size > 1000
     assert images["aflw"] == ["![NME cumulative error distribution](results/aflw_nme_ced.png)"]
+
+
+def test_fit_benchmark_runs_the_batch_path_and_reports_its_stages(shared_dir: Path, tmp_path: Path):
+    if not (shared_dir / "datasets" / "fasseg-frontal" / "index.csv").is_file():
+        pytest.skip("FASSEG not found")
+    out = tmp_path / "fit.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_fit.py"), "--shared", str(shared_dir), "--photos", "1",
+                           "--losses", "lmk,reg", "--iterations", "1", "--rigid-iterations", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "| wall per photo |" in proc.stdout and "Peak memory" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["photos"] == ["test_1"] and len(data["report"]) == 1 and data["losses"] == "lmk,reg"
