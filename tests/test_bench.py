@@ -106,7 +106,8 @@ def test_fit_benchmark_runs_the_batch_path_and_reports_its_stages(shared_dir: Pa
         pytest.skip("FASSEG not found")
     out = tmp_path / "fit.json"
     proc = subprocess.run([sys.executable, str(BENCH / "bench_fit.py"), "--shared", str(shared_dir), "--photos", "1",
-                           "--model", str(shared_dir / "face-models" / "ict-facekit-light"), "--losses", "lmk,reg", "--iterations", "1", "--rigid-iterations", "1", "--json", str(out)],
+                           "--model", str(shared_dir / "face-models" / "ict-facekit-light"), "--losses", "lmk,reg",
+                           "--iterations", "1", "--rigid-iterations", "1", "--json", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "| wall per photo |" in proc.stdout and "Peak memory" in proc.stdout
