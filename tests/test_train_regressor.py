@@ -48,6 +48,14 @@ def test_head_width_and_valid_outputs(ict_model, ict_layout):
     assert extreme.expression.min() >= 0.0 and extreme.expression.max() <= 1.0
     assert torch.allclose(extreme.expression[0], torch.ones(53))
     assert torch.allclose(extreme.expression[1], torch.zeros(53))
+    # the table of the module docstring, by hand: r = 0.1·raw
+    ones = net.decode(torch.ones(1, 79))
+    assert torch.allclose(ones.identity, torch.full((1, 20), 0.1))
+    assert torch.allclose(ones.rotation, torch.full((1, 3), 0.1))
+    nominal = torch.tensor(ict_layout.nominal_translation)
+    assert torch.allclose(ones.translation[0], nominal + torch.tensor([0.1, 0.1, 1.0]), atol=1e-5)
+    rest = torch.logit(torch.tensor(0.05))
+    assert torch.allclose(ones.expression, torch.sigmoid(rest + 0.1).expand(1, 53), atol=1e-6)
 
 
 def test_nominal_translation_frames_the_mean_face_like_the_crop(tiny_model):
