@@ -70,7 +70,7 @@ def test_nominal_translation_frames_the_mean_face_like_the_crop(tiny_model):
     assert left == pytest.approx(0.0, abs=1.0) and top == pytest.approx(0.0, abs=1.0)
 
 
-def test_saved_regressor_round_trips_and_starts_a_fit(ict_model, ict_layout, tmp_path):
+def test_saved_regressor_round_trips_and_starts_a_fit(ict_model, ict_layout, tiny_model, tmp_path):
     torch.manual_seed(0)
     net = FaceRegressor(ict_layout, SIZE)
     with torch.no_grad():
@@ -98,6 +98,15 @@ def test_saved_regressor_round_trips_and_starts_a_fit(ict_model, ict_layout, tmp
     assert torch.equal(full["identity"][:, :20], init["identity"]) and not full["identity"][:, 20:].any()
     result = fit_observation(ict_model, obs, {"lmk": 1.6e-3}, FitConfig(rigid_iterations=0, iterations=0), init=full)
     assert torch.allclose(result.coefficients["identity"], full["identity"], atol=1e-6)
+    # the public API's `init=` (what `fit --init` runs): the same start, identity padded to the fit's width
+    from fit3dmm.api import fit, regressor_start
+
+    started = fit(obs, model=ict_model, losses="lmk,reg", config=FitConfig(rigid_iterations=0, iterations=0),
+                  init=path, device="cpu")
+    for name, value in full.items():
+        assert torch.allclose(started.coefficients[name], value, atol=1e-6), name
+    with pytest.raises(ValueError, match=r"regressor .*model\.pt: the regressor was trained for model"):
+        regressor_start(path, tiny_model)
     (tmp_path / "junk.pt").write_bytes(b"x")
     with pytest.raises(ValueError, match="not a readable"):
         load_regressor(tmp_path / "junk.pt")
