@@ -202,3 +202,28 @@ def test_real_fasseg_labels() -> None:
     assert np.array_equal(le | re, raw == 3) and not (le & re).any()
     assert np.nonzero(le)[1].mean() > np.nonzero(re)[1].mean()  # the subject's left eye: image right
     assert np.array_equal(parts.masks[PART_INDEX["up_lip"]], raw == 5) and np.array_equal(parts.hair, raw == 1)
+
+
+def test_merged_mouth_is_split_between_the_lips_by_the_nearest_reference_lip() -> None:
+    from fit3dmm.observe.segment import split_merged_parts
+
+    up, down = PART_INDEX["up_lip"], PART_INDEX["down_lip"]
+    masks = np.zeros((NUM_PARTS, 20, 20), bool)
+    masks[up, 8:14, 4:16] = masks[down, 8:14, 4:16] = True  # one mouth class, shared by both lips
+    weights = np.ones(NUM_PARTS, np.float32)
+    weights[[up, down]] = 0
+    reference = np.zeros_like(masks)
+    reference[up, 9:10, 5:15] = True  # the landmark segmenter's lips: rows 9 and 12
+    reference[down, 12:13, 5:15] = True
+    out, w = split_merged_parts(masks, weights, {"mouth": ["up_lip", "down_lip"], "hair": ["left_eyebrow"]},
+                                reference)
+    # rows 8-10 are nearer row 9, rows 11-13 nearer row 12 (row 10.5 is the boundary)
+    assert np.array_equal(np.flatnonzero(out[up].any(1)), [8, 9, 10])
+    assert np.array_equal(np.flatnonzero(out[down].any(1)), [11, 12, 13])
+    assert np.array_equal(out[up] | out[down], masks[up]) and not (out[up] & out[down]).any()
+    assert w[up] == 1 and w[down] == 1 and w[PART_INDEX["left_eyebrow"]] == 1  # hair group left alone
+    assert np.array_equal(out[PART_INDEX["nose"]], masks[PART_INDEX["nose"]])
+    # without a reference for one of the lips the class stays merged (weight 0)
+    reference[down] = False
+    kept, kw = split_merged_parts(masks, weights, {"mouth": ["up_lip", "down_lip"]}, reference)
+    assert np.array_equal(kept, masks) and kw[up] == 0 and kw[down] == 0

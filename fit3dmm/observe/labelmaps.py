@@ -46,7 +46,8 @@ skin; ignored classes belong to no part):
 * **fasseg** (as converted in ``../shared/datasets/fasseg-frontal``): eyebrows are painted as hair, so both
   brow parts have weight 0 and the hair mask holds them; the lips are one mouth class, so up_lip and
   down_lip have weight 0 each and both masks hold the whole mouth, recorded in ``merged`` so that the mouth
-  can be compared as a union.
+  can be compared as a union.  :func:`~fit3dmm.observe.segment.segment_with_label_map` later splits such a
+  merged class between its parts with the landmarks (each pixel to the nearest landmark-segmented lip).
 
 Inner-mouth classes belong to no part (neither lips nor skin).  Every part a format lacks, or whose mask is
 empty, has weight 0.

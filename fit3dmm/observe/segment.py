@@ -24,7 +24,7 @@ line are outside the oval or cut, so they are never skin.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import cv2
@@ -168,9 +168,13 @@ def segment_with_label_map(
         min_fraction: islands smaller than this fraction of their part are removed.
         face_margin: growth of the face oval, as a fraction of its height.
 
+    A class that the format merges from several parts (FASSEG's mouth: both lips) is split between them,
+    each pixel going to the part whose landmark segmentation is nearest (the lips' inner line then
+    separates them), so that every loss gets per-part targets instead of none.
+
     Returns:
-        A :class:`Segmentation` whose ``part_weights`` are the map's, set to 0 for parts the clean-up
-        emptied; parts merged by the format keep their (shared) masks with weight 0.
+        A :class:`Segmentation` whose ``part_weights`` are the map's (merged parts included once split), set
+        to 0 for parts the clean-up emptied.
     """
     h, w = parts.masks.shape[1:]
     if parts.masks.shape != (NUM_PARTS, h, w) or parts.hair.shape != (h, w):
@@ -184,11 +188,44 @@ def segment_with_label_map(
         line = reference.forehead_line
     rows = np.flatnonzero(reference.face.any(1))
     margin = round(face_margin * (rows[-1] - rows[0] + 1)) if len(rows) else 0
-    masks = clean_part_masks(parts.masks, hair=parts.hair, face=reference.face, forehead_line=line,
+    masks, weights = split_merged_parts(parts.masks, parts.part_weights.astype(np.float32), parts.merged,
+                                        reference.masks)
+    masks = clean_part_masks(masks, hair=parts.hair, face=reference.face, forehead_line=line,
                              min_fraction=min_fraction, face_margin=margin)
-    weights = parts.part_weights.astype(np.float32) * masks.any((1, 2))
+    weights = weights * masks.any((1, 2))
     return Segmentation(masks=masks, hair=parts.hair.copy(), labels=labels_from_masks(masks),
                         forehead_line=line, face=reference.face, part_weights=weights)
+
+
+def split_merged_parts(masks: np.ndarray, weights: np.ndarray, merged: Mapping[str, Sequence[str]],
+                       reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split each merged class (its parts share one mask) between its parts by the nearest ``reference`` part.
+
+    Args:
+        masks: (P, H, W) bool; the parts of a group in ``merged`` hold the same mask.
+        weights: (P,) part weights (0 for merged parts).
+        merged: class name → its parts (:class:`~fit3dmm.observe.labelmaps.LabelMapParts`); groups that are
+            not part masks (FASSEG's hair, which holds the brows) are left alone.
+        reference: (P, H, W) bool masks of another segmentation of the same face (the landmark segmenter's).
+    Returns:
+        New masks and weights; a split part gets weight 1 when it receives pixels.
+    """
+    masks, weights = masks.copy(), weights.copy()
+    for group in merged.values():
+        index = [PART_INDEX[name] for name in group if name in PART_INDEX]
+        if len(index) < 2 or not all(np.array_equal(masks[index[0]], masks[i]) for i in index[1:]):
+            continue
+        shared = masks[index[0]].copy()
+        if not shared.any() or not all(reference[i].any() for i in index):
+            continue
+        # distance of every pixel to each reference part; a pixel goes to the nearest
+        distance = np.stack([cv2.distanceTransform((~reference[i]).astype(np.uint8), cv2.DIST_L2, 5)
+                             for i in index])
+        nearest = distance.argmin(0)
+        for k, i in enumerate(index):
+            masks[i] = shared & (nearest == k)
+            weights[i] = float(masks[i].any())
+    return masks, weights
 
 
 def segment_observation(
