@@ -35,7 +35,6 @@ from common import (
     dataset_parser,
     find_dataset,
     fit_setup,
-    git_commit,
     load_annotated_model,
     machine,
     machine_line,
@@ -119,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({args.model}, {args.iterations} iterations after a shared rigid stage of {args.rigid_iterations}; "
           f"ground truth: {args.gt} 68 points and the dataset's pose).  16 photos are not the full "
           "2000-image benchmark: indicative only.\n")
-    print(f"Run at commit {git_commit()}, {seconds:.0f} s ({machine_line(info)}).\n")
+    print(f"Run at commit {info['commit']}, {seconds:.0f} s ({machine_line(info)}).\n")
     nme_columns = list(nme_rows[0])
     print("NME (%) of the 68 landmarks, sqrt(w·h) of the ground-truth box, by |yaw| of the ground truth:\n")
     print(markdown_table(nme_rows, nme_columns, floatfmt=".2f"))
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if failures:
         print("\nNo face detected in: " + "; ".join(f"{k} ({v})" for k, v in failures.items()))
     write_json(args.json, {
-        "benchmark": "aflw", "command": command_line("bench_aflw.py", argv), "commit": git_commit(),
+        "benchmark": "aflw", "command": command_line("bench_aflw.py", argv), "commit": info["commit"],
         "machine": info, "seconds": seconds, "gt": args.gt, "iterations": args.iterations,
         "photos": names, "failures": failures, "gt_yaw": poses[:, 0], "nme_rows": nme_rows,
         "pose_rows": pose_rows, "per_image": per_image,

@@ -29,7 +29,6 @@ from common import (
     dataset_parser,
     find_dataset,
     fit_setup,
-    git_commit,
     load_annotated_model,
     machine,
     machine_line,
@@ -72,14 +71,14 @@ def main(argv: list[str] | None = None) -> int:
           f"({args.model}, {args.iterations} iterations after a shared rigid stage of {args.rigid_iterations}; "
           f"fit to the {'built-in segmenter' if args.targets == 'builtin' else 'FASSEG label maps'}; "
           f"scored against the FASSEG hand labels).\n")
-    print(f"Run at commit {git_commit()}, {seconds:.0f} s ({machine_line(info)}).\n")
+    print(f"Run at commit {info['commit']}, {seconds:.0f} s ({machine_line(info)}).\n")
     print("Part IoU, mean over photos (left_eye/right_eye: FASSEG's eye class split by connected component; "
           "eyes: both; mean: eyes, nose, mouth, skin):\n")
     print(markdown_table(rows, columns))
     if failures:
         print("\nNo fit for: " + "; ".join(f"{k} ({v})" for k, v in failures.items()))
     write_json(args.json, {
-        "benchmark": "fasseg", "command": command_line("bench_fasseg.py", argv), "commit": git_commit(),
+        "benchmark": "fasseg", "command": command_line("bench_fasseg.py", argv), "commit": info["commit"],
         "machine": info, "seconds": seconds, "split": args.split, "targets": args.targets,
         "iterations": args.iterations, "rigid_iterations": args.rigid_iterations, "photos": evaluation.names,
         "failures": failures, "groups": list(evaluation.groups), "mean_groups": list(FASSEG_GROUPS),

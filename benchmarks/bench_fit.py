@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, command_line, default_shared, git_commit, machine, machine_line, progress_line, write_json
+from common import REPO, command_line, default_shared, machine, machine_line, progress_line, write_json
 
 from fit3dmm import api, batch
 from fit3dmm.compare import LabelledPhoto, fasseg_photos, prepare_targets
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"One default fit per photo ({spec}; {args.rigid_iterations} rigid + {args.iterations} iterations; "
           f"{model.name}) on CPU, {len(report)} of {len(photos)} photos "
           f"({', '.join(p.name for p in photos)}); `fit3dmm fit` code path, one photo at a time.\n")
-    print(f"Run at commit {git_commit()} ({machine_line(info)}).\n")
+    print(f"Run at commit {info['commit']} ({machine_line(info)}).\n")
     print(markdown_table(stage_rows, ["stage", "median (s)", "min (s)", "max (s)"], floatfmt=".2f"))
     print()
     print(markdown_table(split_rows, ["step", "median (ms)"], floatfmt=".1f"))
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if failures:
         print("\nNo face in: " + "; ".join(f"{k} ({v})" for k, v in failures.items()))
     write_json(args.json, {
-        "benchmark": "fit", "command": command_line("bench_fit.py", argv), "commit": git_commit(), "machine": info,
+        "benchmark": "fit", "command": command_line("bench_fit.py", argv), "commit": info["commit"], "machine": info,
         "losses": spec, "iterations": args.iterations, "rigid_iterations": args.rigid_iterations,
         "photos": [p.name for p in photos], "stages": stage_rows, "split": split_rows, "report": report,
         "load_model_s": load_model_s, "peak_rss_mib": peak_mib,

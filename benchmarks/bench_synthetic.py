@@ -33,7 +33,6 @@ from common import (
     add_fit_options,
     command_line,
     fit_setup,
-    git_commit,
     load_annotated_model,
     machine,
     machine_line,
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Synthetic faces: {len(targets)} of {args.count} renders ({args.size} px, seed {args.seed}) detected "
           f"and fitted ({args.model}, {args.iterations} iterations after a shared rigid stage of "
           f"{args.rigid_iterations}); errors over the {len(region)} face-region vertices.\n")
-    print(f"Run at commit {git_commit()}, {seconds:.0f} s ({machine_line(info)}).\n")
+    print(f"Run at commit {info['commit']}, {seconds:.0f} s ({machine_line(info)}).\n")
     columns = list(rows[1]) if len(rows) > 1 else list(rows[0])
     print("Mean vertex distance (mm; none = model frame, no alignment; rigid = after Kabsch alignment) and "
           "head-pose MAE (degrees), means over faces:\n")
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if failures:
         print("\nNo face detected in: " + "; ".join(f"{k} ({v})" for k, v in failures.items()))
     write_json(args.json, {
-        "benchmark": "synthetic", "command": command_line("bench_synthetic.py", argv), "commit": git_commit(),
+        "benchmark": "synthetic", "command": command_line("bench_synthetic.py", argv), "commit": info["commit"],
         "machine": info, "seconds": seconds, "count": args.count, "seed": args.seed, "size": args.size,
         "iterations": args.iterations, "faces": evaluation.names, "failures": failures, "gt_pose_deg": gt_poses,
         "rows": rows, "per_face": per_face,

@@ -38,7 +38,6 @@ from common import (
     command_line,
     dataset_parser,
     find_dataset,
-    git_commit,
     load_annotated_model,
     machine,
     machine_line,
@@ -171,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(fits on the first {min(args.fit_limit, len(targets))}); regressor {args.regressor} "
           f"({extra.get('steps', '?')} training steps, input {meta['size']} px), observations at {args.size} px, "
           f"losses {','.join(weights)}.\n")
-    print(f"Command: `{command_line('bench_train.py', argv)}` (commit {git_commit()}, {seconds:.0f} s; "
+    print(f"Command: `{command_line('bench_train.py', argv)}` (commit {info['commit']}, {seconds:.0f} s; "
           f"{machine_line(info)}).\n")
     summary = training_summary(args.regressor.parent, args.results)
     if summary:
@@ -184,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     if failures:
         print("\nNo face in: " + "; ".join(f"{k} ({v})" for k, v in failures.items()))
     write_json(args.json, {
-        "benchmark": "train", "command": command_line("bench_train.py", argv), "commit": git_commit(),
+        "benchmark": "train", "command": command_line("bench_train.py", argv), "commit": info["commit"],
         "machine": info, "seconds": seconds, "regressor": str(args.regressor), "regressor_meta": meta,
         "photos": [t.name for t in targets], "failures": failures, "groups": groups, "summary": rows,
         "subset": subset, "per_image": {m: {"iou": np.stack(s["iou"]).tolist() if s["iou"] else [],

@@ -80,10 +80,12 @@ def git_commit(repo: Path = REPO) -> str:
 
 
 def machine() -> dict[str, object]:
-    """The machine the numbers come from: CPU cores, torch threads and version, load average at call time."""
+    """The machine and code the numbers come from: CPU cores, torch threads and version, load average and the
+    commit (:func:`git_commit`) at call time, i.e. when a benchmark starts (the code that runs is the code
+    imported then, whatever is committed while it runs)."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    return {"cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "cuda": torch.cuda.is_available(),
+    return {"commit": git_commit(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(), "cuda": torch.cuda.is_available(),
             "load_average_1_5_15": [round(v, 2) for v in load]}
 
 
