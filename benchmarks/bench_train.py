@@ -70,8 +70,8 @@ def training_summary(run: Path, results: Path | None) -> str:
     c = config["config"]
     seconds = sum(float(r["seconds"]) for r in log)
     lines = [f"Training run `{run}`: {config['train_items']} training faces, {config['val_items']} validation "
-             f"faces, {len(log)} steps of {c['batch_size']} faces ({log[-1]['epoch'] if log else 0} → "
-             f"{int(log[-1]['epoch']) + 1 if log else 0} epochs), {c['size']} px crops, Adam lr {c['lr']}, "
+             f"faces, {len(log)} steps of {c['batch_size']} faces ({int(log[-1]['epoch']) + 1 if log else 0} "
+             f"epochs), {c['size']} px crops, Adam lr {c['lr']}, "
              f"losses {', '.join(f'{k}={v:g}' for k, v in c['weights'].items())}, supervision weight "
              f"{c['supervise']}, {seconds / 60:.0f} min of training steps ({seconds / max(len(log), 1):.1f} s "
              f"per step).", ""]
