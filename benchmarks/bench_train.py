@@ -86,7 +86,8 @@ def training_summary(run: Path, results: Path | None) -> str:
                              ("val.csv", "train_val.csv")):
             if (run / name).is_file():
                 shutil.copyfile(run / name, results / target)
-        lines += ["Curves: `results/train_curves.png`; every step: `results/train_log.csv`.", ""]
+        where = results.resolve().relative_to(Path(__file__).resolve().parent).as_posix()
+        lines += [f"Curves: `{where}/train_curves.png`; every step: `{where}/train_log.csv`.", ""]
     return "\n".join(lines)
 
 

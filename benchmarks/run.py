@@ -8,7 +8,8 @@ repository root; its Markdown output goes to the console and, with the exact com
 (``git rev-parse --short HEAD``, ``+dirty`` when tracked files had uncommitted changes), the date, the wall time
 and the machine, into its own section of benchmarks/README.md between ``<!-- results:NAME:begin -->`` and
 ``<!-- results:NAME:end -->`` (sections of benchmarks that did not run are kept as they were).  JSON numbers
-and plots (Part IoU bar charts, the NME cumulative error curve) go to benchmarks/results/.  A benchmark
+and plots (Part IoU bar charts, the NME cumulative error curve) go to benchmarks/results/ (results/quick/ for
+``--quick``, so that a quick run never overwrites the files of a full one).  A benchmark
 whose data set is missing is skipped with a message; one that fails is reported as failed, and the others
 still run.
 
@@ -63,8 +64,7 @@ def steps(shared: Path, regressor: Path | None = None) -> list[Step]:
     """The suite, in order; the training benchmark needs a trained ``regressor`` (``fit3dmm train``)."""
     fasseg = shared / "datasets" / "fasseg-frontal"
     fit_quick = ["--iterations", "10", "--rigid-iterations", "20"]
-    train = ["benchmarks/bench_train.py", "--regressor", str(regressor), "--results", "benchmarks/results"] \
-        if regressor else ["benchmarks/bench_train.py"]
+    train = ["benchmarks/bench_train.py", "--regressor", str(regressor)] if regressor else ["benchmarks/bench_train.py"]
     return [
         Step("segmentation", "Built-in segmenter vs FASSEG hand labels", ["benchmarks/bench_segmentation.py"],
              ["--limit", "10"], ["datasets/fasseg-frontal/index.csv"]),
@@ -127,8 +127,21 @@ class Outcome:
     shown: str
 
 
-def run_step(step: Step, quick: bool, shared: Path, env: dict[str, str]) -> Outcome:
-    """Run one benchmark as a subprocess from the repository root (stderr passes through)."""
+def results_folder(quick: bool) -> Path:
+    """Where a run writes its JSON, copies and plots: ``results/``, or ``results/quick/`` for ``--quick`` (a
+    quick run never overwrites the numbers of a full one)."""
+    return RESULTS / "quick" if quick else RESULTS
+
+
+def _link(path: Path, results: Path) -> str:
+    """``path`` (a file of ``results``) as the README links it."""
+    return f"results/{path.name}" if results == RESULTS else f"results/{results.name}/{path.name}"
+
+
+def run_step(step: Step, quick: bool, shared: Path, env: dict[str, str], results: Path | None = None) -> Outcome:
+    """Run one benchmark as a subprocess from the repository root (stderr passes through); its JSON and
+    other files go to ``results`` (default :func:`results_folder`)."""
+    results = results or results_folder(quick)
     command = merge_options(step.command, step.quick) if quick else list(step.command)
     missing = [n for n in step.needs if not (shared / n).exists()]
     script = REPO / command[0] if command[0].endswith(".py") else None
@@ -141,7 +154,9 @@ def run_step(step: Step, quick: bool, shared: Path, env: dict[str, str]) -> Outc
                        shlex.join(command))
     temp = None
     if step.json:
-        command += ["--json", str((RESULTS / f"{step.name}.json").relative_to(REPO))]
+        command += ["--json", str((results / f"{step.name}.json").relative_to(REPO))]
+    if step.name == "train" and "--regressor" in command:
+        command += ["--results", str(results.relative_to(REPO))]
     if step.name == "compare":
         temp = tempfile.mkdtemp(prefix="fit3dmm-compare-")
         command += ["--out", temp]
@@ -161,7 +176,7 @@ def run_step(step: Step, quick: bool, shared: Path, env: dict[str, str]) -> Outc
     text = proc.stdout.strip()
     if temp is not None:
         if proc.returncode == 0:
-            text = collect_compare(Path(temp), text)
+            text = collect_compare(Path(temp), text, results)
         shutil.rmtree(temp, ignore_errors=True)
     if proc.returncode != 0:
         return Outcome(step, "failed", f"failed with exit code {proc.returncode} (see the console for the "
@@ -170,23 +185,27 @@ def run_step(step: Step, quick: bool, shared: Path, env: dict[str, str]) -> Outc
     return Outcome(step, status, text, seconds, shown)
 
 
-def collect_compare(out: Path, stdout: str) -> str:
-    """Keep the compare tables and figure in results/ and return the Markdown for the README."""
-    RESULTS.mkdir(exist_ok=True)
+def collect_compare(out: Path, stdout: str, results: Path | None = None) -> str:
+    """Keep the compare tables and figure in ``results`` (default results/) and return the README Markdown."""
+    results = results or RESULTS
+    results.mkdir(parents=True, exist_ok=True)
     for name, target in (("table.csv", "compare.csv"), ("per_image.csv", "compare_per_image.csv"),
                          ("table.md", "compare.md"), ("figure.png", "compare_figure.png")):
         if (out / name).is_file():
-            shutil.copyfile(out / name, RESULTS / target)
+            shutil.copyfile(out / name, results / target)
     head = (out / "table.md").read_text().split("\n## Per image")[0] if (out / "table.md").is_file() else stdout
     lines = head.splitlines()
     body = "\n".join(lines[2:] if lines and lines[0].startswith("# ") else lines)  # drop the title
-    return (body.strip() + "\n\nPer-image values: [results/compare_per_image.csv](results/compare_per_image.csv); "
+    per_image, figure = (_link(results / n, results) for n in ("compare_per_image.csv", "compare_figure.png"))
+    return (body.strip() + f"\n\nPer-image values: [{per_image}]({per_image}); "
             "figure (first photos; fitted regions filled, target outlined in white):\n\n"
-            "![compare](results/compare_figure.png)")
+            f"![compare]({figure})")
 
 
-def plots(names: set[str]) -> dict[str, list[str]]:
-    """Draw the plots of the steps that ran; returns step name → Markdown image lines."""
+def plots(names: set[str], results: Path | None = None) -> dict[str, list[str]]:
+    """Draw the plots of the steps that ran from their files in ``results`` (default results/); returns step
+    name → Markdown image lines."""
+    results = results or RESULTS
     import matplotlib
 
     matplotlib.use("Agg")
@@ -212,25 +231,25 @@ def plots(names: set[str]) -> dict[str, list[str]]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
 
-    if "fasseg" in names and (RESULTS / "fasseg.json").is_file():
-        data = json.loads((RESULTS / "fasseg.json").read_text())
-        path = RESULTS / "fasseg_part_iou.png"
+    if "fasseg" in names and (results / "fasseg.json").is_file():
+        data = json.loads((results / "fasseg.json").read_text())
+        path = results / "fasseg_part_iou.png"
         bars(data["summary"], [*data["groups"], "mean"], "config", path,
              f"FASSEG {data['split']}: Part IoU per configuration")
-        out["fasseg"] = [f"![Part IoU per part and configuration](results/{path.name})"]
-    if "compare" in names and (RESULTS / "compare.csv").is_file():
+        out["fasseg"] = [f"![Part IoU per part and configuration]({_link(path, results)})"]
+    if "compare" in names and (results / "compare.csv").is_file():
         import csv
 
-        with open(RESULTS / "compare.csv", newline="") as handle:
+        with open(results / "compare.csv", newline="") as handle:
             rows = list(csv.DictReader(handle))
         groups = [c for c in rows[0] if c not in ("config", "images", "iterations", "ms_per_it", "diverged")]
-        path = RESULTS / "compare_part_iou.png"
+        path = results / "compare_part_iou.png"
         bars(rows, groups, "config", path, "FASSEG: each geometric loss alone")
-        out["compare"] = [f"![Part IoU per part and loss](results/{path.name})"]
-    if "train" in names and (RESULTS / "train_curves.png").is_file():
-        out["train"] = ["![training curves](results/train_curves.png)"]
-    if "aflw" in names and (RESULTS / "aflw.json").is_file():
-        data = json.loads((RESULTS / "aflw.json").read_text())
+        out["compare"] = [f"![Part IoU per part and loss]({_link(path, results)})"]
+    if "train" in names and (results / "train_curves.png").is_file():
+        out["train"] = [f"![training curves]({_link(results / 'train_curves.png', results)})"]
+    if "aflw" in names and (results / "aflw.json").is_file():
+        data = json.loads((results / "aflw.json").read_text())
         fig, ax = plt.subplots(figsize=(5, 3.6))
         for label, values in data["per_image"].items():
             nme = np.sort(100 * np.asarray(values["nme"], float))
@@ -243,10 +262,10 @@ def plots(names: set[str]) -> dict[str, list[str]]:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        path = RESULTS / "aflw_nme_ced.png"
+        path = results / "aflw_nme_ced.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
-        out["aflw"] = [f"![NME cumulative error distribution](results/{path.name})"]
+        out["aflw"] = [f"![NME cumulative error distribution]({_link(path, results)})"]
     return out
 
 
@@ -307,14 +326,15 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     env.setdefault("FIT3DMM_MODELS", str(shared / "face-models"))
     env.setdefault("FIT3DMM_SHARED", str(shared))
-    RESULTS.mkdir(exist_ok=True)
+    results = results_folder(args.quick)
+    results.mkdir(parents=True, exist_ok=True)
     when = datetime.date.today().isoformat()
     print(f"fit3dmm benchmarks at commit {git_commit()} ({machine_line(machine())})", file=sys.stderr)
     outcomes, commits = [], {}
     for step in chosen:  # the commit each step ran at (others may commit while a long run goes on)
         commits[step.name] = git_commit()
-        outcomes.append(run_step(step, args.quick, shared, env))
-    images = plots({o.step.name for o in outcomes if o.status == "ok"})
+        outcomes.append(run_step(step, args.quick, shared, env, results))
+    images = plots({o.step.name for o in outcomes if o.status == "ok"}, results)
     blocks = {}
     for outcome in outcomes:
         print(f"\n## {outcome.step.title}\n\n{outcome.shown}\n\n{outcome.markdown}")

@@ -66,6 +66,14 @@ def test_benchmarks_skip_missing_datasets(script: str, tmp_path: Path):
     assert proc.stdout.startswith("skipped:") and "not found" in proc.stdout
 
 
+def test_quick_runs_keep_their_files_apart(run_module):
+    assert run_module.results_folder(False) == run_module.RESULTS
+    quick = run_module.results_folder(True)
+    assert quick == run_module.RESULTS / "quick"
+    assert run_module._link(quick / "a.png", quick) == "results/quick/a.png"
+    assert run_module._link(run_module.RESULTS / "a.png", run_module.RESULTS) == "results/a.png"
+
+
 def test_runner_skips_steps_whose_data_is_missing(run_module, tmp_path: Path):
     step = next(s for s in run_module.steps(tmp_path) if s.name == "fasseg")
     outcome = run_module.run_step(step, True, tmp_path, {})
