@@ -190,13 +190,19 @@ def collect_compare(out: Path, stdout: str, results: Path | None = None) -> str:
     results = results or RESULTS
     results.mkdir(parents=True, exist_ok=True)
     for name, target in (("table.csv", "compare.csv"), ("per_image.csv", "compare_per_image.csv"),
-                         ("table.md", "compare.md"), ("figure.png", "compare_figure.png")):
+                         ("table.md", "compare.md")):
         if (out / name).is_file():
             shutil.copyfile(out / name, results / target)
+    if (out / "figure.png").is_file():  # photos: a ≤ 1100 px JPEG keeps the repository small
+        from PIL import Image
+
+        figure = Image.open(out / "figure.png").convert("RGB")
+        figure.thumbnail((1100, 1100 * figure.height // figure.width), Image.LANCZOS)
+        figure.save(results / "compare_figure.jpg", quality=80)
     head = (out / "table.md").read_text().split("\n## Per image")[0] if (out / "table.md").is_file() else stdout
     lines = head.splitlines()
     body = "\n".join(lines[2:] if lines and lines[0].startswith("# ") else lines)  # drop the title
-    per_image, figure = (_link(results / n, results) for n in ("compare_per_image.csv", "compare_figure.png"))
+    per_image, figure = (_link(results / n, results) for n in ("compare_per_image.csv", "compare_figure.jpg"))
     return (body.strip() + f"\n\nPer-image values: [{per_image}]({per_image}); "
             "figure (first photos; fitted regions filled, target outlined in white):\n\n"
             f"![compare]({figure})")

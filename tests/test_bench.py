@@ -121,3 +121,20 @@ def test_fit_benchmark_runs_the_batch_path_and_reports_its_stages(shared_dir: Pa
     assert "| wall per photo |" in proc.stdout and "Peak memory" in proc.stdout
     data = json.loads(out.read_text())
     assert data["photos"] == ["test_1"] and len(data["report"]) == 1 and data["losses"] == "lmk,reg"
+
+
+def test_compare_outputs_are_kept_with_a_small_figure(run_module, tmp_path: Path):
+    import numpy as np
+    from PIL import Image
+
+    out, results = tmp_path / "out", tmp_path / "kept"
+    out.mkdir()
+    (out / "table.md").write_text("# title\n\n| config | mean |\n| --- | --- |\n| prdl | 0.5 |\n\n## Per image\n\nx\n")
+    (out / "per_image.csv").write_text("image,config,mean\na,prdl,0.5\n")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (500, 2000, 3), dtype=np.uint8)).save(out / "figure.png")
+    markdown = run_module.collect_compare(out, "", results)
+    assert "| prdl | 0.5 |" in markdown and "## Per image" not in markdown and "# title" not in markdown
+    assert Image.open(results / "compare_figure.jpg").size == (1100, 275)
+    assert (results / "compare_per_image.csv").read_text().startswith("image,config")
+    assert "![compare](results/kept/compare_figure.jpg)" in markdown
