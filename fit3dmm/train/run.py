@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fit3dmm.fitting.engine import FitConfig, fit_observation
+from fit3dmm.fitting.engine import FitConfig
 from fit3dmm.fitting.result import FitResult
 from fit3dmm.losses.registry import parse_losses
 from fit3dmm.models.face_model import FaceModel
@@ -24,7 +24,7 @@ from fit3dmm.observe.observation import Observation
 from fit3dmm.train.data import ObservationCache, TrainItem, find_target, observe_photos, read_target
 from fit3dmm.train.distributed import DistInfo, barrier, setup_distributed, teardown_distributed
 from fit3dmm.train.loop import TrainConfig, train_regressor
-from fit3dmm.train.regressor import CoefficientLayout, FaceRegressor, check_model, load_regressor, predict_init
+from fit3dmm.train.regressor import CoefficientLayout, FaceRegressor, RegressorStart, check_model, load_regressor
 from fit3dmm.train.synthetic import SyntheticConfig, synthetic_items
 
 
@@ -150,9 +150,8 @@ def regressor_result(
     regulariser).  With ``refine`` they start :func:`~fit3dmm.fitting.engine.fit_observation`.
     """
     weights = weights or parse_losses("lmk,reg")
-    init = predict_init(regressor, observation, photometric="pho" in weights)
     config = replace(refine or FitConfig(rigid_iterations=0, iterations=0), num_identity=regressor.layout.identity)
-    return fit_observation(model, observation, weights, config, init=init)
+    return RegressorStart(regressor)(model, observation, weights, config)
 
 
 def predict_photo(
