@@ -68,7 +68,8 @@ def steps(shared: Path, regressor: Path | None = None) -> list[Step]:
     return [
         Step("segmentation", "Built-in segmenter vs FASSEG hand labels", ["benchmarks/bench_segmentation.py"],
              ["--limit", "10"], ["datasets/fasseg-frontal/index.csv"]),
-        Step("losses", "Geometric losses: speed and fast-vs-dense PRDL", ["benchmarks/bench_losses.py"],
+        Step("losses", "Geometric losses: speed and fast-vs-dense PRDL",
+             ["benchmarks/bench_losses.py", "--threads", "1"],
              ["--repeats", "1", "--skip-dense"]),
         Step("render", "Renderers", ["benchmarks/bench_render.py"], ["--repeats", "2"],
              ["face-models/ict-facekit-light"]),
