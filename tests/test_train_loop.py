@@ -108,7 +108,7 @@ def test_batchnorm_recalibration_averages_the_batch_statistics(tiny_model):
         means = []
         for batch in ([0, 2], [3, 5]):
             images = torch.cat([items[i].observation.image for i in batch])
-            features = net.backbone.conv1((images - net.pixel_mean) / net.pixel_std)
+            features = net.backbone.conv1(net.normalize(images))
             means.append(features.mean(dim=(0, 2, 3)))
     assert torch.allclose(stem.running_mean, torch.stack(means).mean(0), atol=1e-5)
     assert int(stem.num_batches_tracked) == 2

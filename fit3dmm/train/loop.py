@@ -224,7 +224,7 @@ def recalibrate_batchnorm(regressor: FaceRegressor, items: Sequence[TrainItem], 
         regressor.train()
         for start in range(0, count, batch_size):
             obs, _, _ = collate([items[i] for i in order[start: start + batch_size]])
-            regressor.backbone((obs.image.to(device) - regressor.pixel_mean) / regressor.pixel_std)
+            regressor.backbone(regressor.normalize(obs.image.to(device)))
     finally:
         for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
@@ -242,7 +242,7 @@ class _RawOutput(nn.Module):
         r = self.regressor
         if images.shape[-2:] != (r.size, r.size):
             raise ValueError(f"training crops must be {r.size}×{r.size}, got {tuple(images.shape[-2:])}")
-        return r.backbone((images - r.pixel_mean) / r.pixel_std)
+        return r.backbone(r.normalize(images))
 
 
 @dataclass
@@ -496,7 +496,7 @@ def train_regressor(
             validate(epoch)
             epoch, position = epoch + 1, 0
             save_checkpoint(epoch, 0)
-    if stopped:  # (an epoch's end has just recalibrated them)
+    if stopped:  # stopped inside an epoch (at an epoch's end, validate() has just recalibrated)
         recalibrate_batchnorm(regressor, items, config.batch_size)
     if info.is_main:
         save_regressor(paths.model, regressor, model, extra={"steps": step, "epochs": epoch,

@@ -209,8 +209,11 @@ class FaceRegressor(nn.Module):
         if images.shape[-2:] != (self.size, self.size):
             images = F.interpolate(images, size=(self.size, self.size), mode="bilinear", align_corners=False,
                                    antialias=True)
-        x = (images - self.pixel_mean) / self.pixel_std
-        return self.decode(self.backbone(x))
+        return self.decode(self.backbone(self.normalize(images)))
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """RGB in [0, 1] → the backbone's input (ImageNet mean and standard deviation)."""
+        return (images - self.pixel_mean) / self.pixel_std
 
     def decode(self, raw: Tensor) -> Coefficients:
         """Map the head's raw (B, D) output to valid coefficients (table in the module docstring)."""
