@@ -8,7 +8,7 @@ Run from the repository root:
 Rows: the raw detector (mediapipe FaceMesh's 478 points mapped to the 68 iBUG points with
 ``MEDIAPIPE_TO_68``; NME only, it has no pose) and each fit configuration (the fitted model's projected 68
 landmarks, jaw contour after landmark marching, and its head pose).  Every fit starts from the same rigid fit
-to the detected landmarks (:func:`fit3dmm.compare.evaluate_fits`) and segments the photo with the built-in
+to the detected landmarks (:func:`fit3dmm.evaluate.evaluate_fits`) and segments the photo with the built-in
 segmenter.
 
 NME (AFLW2000-3D protocol of 3DDFA, :func:`fit3dmm.metrics.nme`): mean point-to-point distance over the 68
@@ -35,14 +35,13 @@ from common import (
     dataset_parser,
     find_dataset,
     fit_setup,
-    load_annotated_model,
     machine,
     machine_line,
     progress_line,
     write_json,
 )
 
-from fit3dmm.compare import LabelledPhoto, evaluate_fits, prepare_targets
+from fit3dmm.evaluate import LabelledPhoto, evaluate_fits, prepare_targets
 from fit3dmm.metrics import POSE_NAMES, YAW_BINS, nme, nme_by_yaw, pose_mae
 from fit3dmm.metrics.report import markdown_table
 
@@ -82,7 +81,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="ground-truth 68 points for the NME")
     add_fit_options(parser)
     args = parser.parse_args(argv)
-    configs, config = fit_setup(args)
     root = find_dataset(args.shared, "aflw2000-16", "landmarks.json")
     if root is None:
         return 0
@@ -90,17 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     photos, gt_points, gt_poses = load_aflw(root, args.gt)
     photos = photos[: args.limit] if args.limit else photos
-    try:
-        model = load_annotated_model(args.model, args.device)
-    except FileNotFoundError as exc:  # no face model installed
-        print(f"skipped: {str(exc).splitlines()[0]}")
+    configs, pipeline = fit_setup(args)
+    if pipeline is None:
         return 0
-    targets, failures = prepare_targets(photos, progress=progress_line)
+    targets, failures = prepare_targets(photos, pipeline, progress=progress_line)
     names = [t.name for t in targets]
     gt = np.stack([gt_points[n] for n in names])
     poses = np.stack([gt_poses[n] for n in names])
-    evaluation = evaluate_fits(model, targets, configs, config=config, batch_size=args.batch,
-                               progress=progress_line)
+    evaluation = evaluate_fits(pipeline, targets, configs, batch_size=args.batch, progress=progress_line)
     seconds = time.perf_counter() - started
 
     nme_rows, pose_rows, per_image = [], [], {}

@@ -26,20 +26,19 @@ from pathlib import Path
 
 from common import command_line, default_shared, machine, machine_line, progress_line, write_json
 
-from fit3dmm.batch import BatchOptions, FitSetup, read_report, run_batch
-from fit3dmm.fitting.engine import FitConfig
-from fit3dmm.losses.registry import parse_losses
-from fit3dmm.models.store import load_model
+from fit3dmm import defaults
+from fit3dmm.api import Pipeline, Schedule
+from fit3dmm.batch import BatchOptions, read_report, run_batch
 from fit3dmm.observe.image import find_images
 
 DATASETS = {"aflw": "datasets/aflw2000-16/images", "fasseg": "datasets/fasseg-frontal/images"}
 
 
-def measure(paths: list[Path], setup: FitSetup) -> dict[str, float]:
+def measure(paths: list[Path], pipeline: Pipeline, options: BatchOptions) -> dict[str, float]:
     """Run one batch into a temporary folder; wall and CPU seconds, photos per second, mean stage times."""
     with tempfile.TemporaryDirectory() as folder:
         start, cpu = time.perf_counter(), time.process_time()
-        summary = run_batch(paths, Path(folder) / "out", setup)
+        summary = run_batch(paths, Path(folder) / "out", pipeline, options)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         rows = read_report(Path(folder) / "out" / "report.csv")
     ok = [r for r in rows if r["status"] == "ok"]
@@ -59,8 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=0, help="use the first N photos (0: all)")
     parser.add_argument("--batch-sizes", default="1,4,16")
     parser.add_argument("--jobs", default="0", help="comma-separated worker counts")
-    parser.add_argument("--iterations", type=int, default=200)
-    parser.add_argument("--rigid-iterations", type=int, default=60)
+    parser.add_argument("--iterations", type=int, default=defaults.ITERATIONS)
+    parser.add_argument("--rigid-iterations", type=int, default=defaults.RIGID_ITERATIONS)
     parser.add_argument("--losses", default="lmk,reg")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None)
@@ -72,17 +71,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     paths = find_images([folder])[: args.limit or None]
     info = machine()
-    model = load_model("ict").to(args.device)
-    weights = parse_losses(args.losses)
-    config = FitConfig(iterations=args.iterations, rigid_iterations=args.rigid_iterations)
+    schedule = Schedule(iterations=args.iterations, rigid_iterations=args.rigid_iterations)
+    pipeline = Pipeline.create(losses=args.losses, schedule=schedule, device=args.device, on_annotate=progress_line)
     progress_line("warm-up (one photo, not measured)...")
-    measure(paths[:1], FitSetup(model, weights, config, BatchOptions()))
+    measure(paths[:1], pipeline, BatchOptions())
     results = []
     for jobs in (int(j) for j in args.jobs.split(",")):
         for size in (int(b) for b in args.batch_sizes.split(",")):
             progress_line(f"batch size {size}, {jobs} workers: {len(paths)} photos...")
-            setup = FitSetup(model, weights, config, BatchOptions(batch_size=size, jobs=jobs))
-            results.append({"batch_size": size, "jobs": jobs, **measure(paths, setup)})
+            results.append({"batch_size": size, "jobs": jobs,
+                            **measure(paths, pipeline, BatchOptions(batch_size=size, jobs=jobs))})
             r = results[-1]
             progress_line(f"  {r['photos_per_s']:.3f} photos/s ({r['wall_s']:.1f} s)")
 

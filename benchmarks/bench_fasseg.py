@@ -5,7 +5,7 @@ Run from the repository root:
     python benchmarks/bench_fasseg.py [--split test] [--limit N] [--iterations 200] [--targets builtin]
                                       [--configs "prdl,lmk,reg;lmk,reg;prdl,reg"] [--json PATH]
 
-Every configuration starts from the same rigid fit to the detected landmarks (:func:`fit3dmm.compare.evaluate_fits`)
+Every configuration starts from the same rigid fit to the detected landmarks (:func:`fit3dmm.evaluate.evaluate_fits`)
 and is scored by Part IoU at photo resolution: the fitted mesh's part labels rendered with a hard z-buffer
 against FASSEG's hand labels (:mod:`fit3dmm.metrics.fit_metrics`).  FASSEG has one eye class (split into the
 subject's left and right eye by connected component, scored per side and merged), one mouth class (both lips,
@@ -29,14 +29,13 @@ from common import (
     dataset_parser,
     find_dataset,
     fit_setup,
-    load_annotated_model,
     machine,
     machine_line,
     progress_line,
     write_json,
 )
 
-from fit3dmm.compare import evaluate_fits, fasseg_photos, prepare_targets
+from fit3dmm.evaluate import evaluate_fits, fasseg_photos, prepare_targets
 from fit3dmm.metrics.fit_metrics import FASSEG_GROUPS, FASSEG_GROUPS_BY_SIDE
 from fit3dmm.metrics.report import markdown_table
 
@@ -48,20 +47,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="what the fit uses as part segmentation (scoring always uses the FASSEG labels)")
     add_fit_options(parser)
     args = parser.parse_args(argv)
-    configs, config = fit_setup(args)
     root = find_dataset(args.shared, "fasseg-frontal", "index.csv")
     if root is None:
         return 0
     info = machine()
     started = time.perf_counter()
-    try:
-        model = load_annotated_model(args.model, args.device)
-    except FileNotFoundError as exc:  # no face model installed
-        print(f"skipped: {str(exc).splitlines()[0]}")
+    configs, pipeline = fit_setup(args)
+    if pipeline is None:
         return 0
     photos = fasseg_photos(root, args.split, args.limit)
-    targets, failures = prepare_targets(photos, fit_labels=args.targets == "labels", progress=progress_line)
-    evaluation = evaluate_fits(model, targets, configs, config=config, groups=FASSEG_GROUPS_BY_SIDE,
+    targets, failures = prepare_targets(photos, pipeline, fit_labels=args.targets == "labels", progress=progress_line)
+    evaluation = evaluate_fits(pipeline, targets, configs, groups=FASSEG_GROUPS_BY_SIDE,
                                mean_groups=list(FASSEG_GROUPS), batch_size=args.batch, progress=progress_line)
     rows = evaluation.summary_rows()
     columns = evaluation.table_columns()

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from common import REPO, command_line, default_shared, machine, machine_line, progress_line, write_json
 
-from fit3dmm import api, batch
-from fit3dmm.compare import LabelledPhoto, fasseg_photos, prepare_targets
-from fit3dmm.fitting.engine import FitConfig
+from fit3dmm import batch, defaults
+from fit3dmm.api import Pipeline, Schedule
+from fit3dmm.evaluate import LabelledPhoto, fasseg_photos, prepare_targets
 from fit3dmm.metrics.report import markdown_table
 
 STAGES = (("load", "time_load_s"), ("detect + segment", "time_detect_s"), ("fit", "time_fit_s"),
@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, default=default_shared(), help="the shared data folder")
     parser.add_argument("--photos", type=int, default=5, help="number of FASSEG test photos")
     parser.add_argument("--losses", default=None, help="default: the model's default loss set")
-    parser.add_argument("--iterations", type=int, default=200)
-    parser.add_argument("--rigid-iterations", type=int, default=60)
-    parser.add_argument("--model", default="ict")
+    parser.add_argument("--iterations", type=int, default=defaults.ITERATIONS)
+    parser.add_argument("--rigid-iterations", type=int, default=defaults.RIGID_ITERATIONS)
+    parser.add_argument("--model", default=defaults.DEFAULT_MODEL)
     parser.add_argument("--json", type=Path, default=None, help="write the numbers here")
     args = parser.parse_args(argv)
     info = machine()
@@ -62,28 +62,23 @@ def main(argv: list[str] | None = None) -> int:
         photos = [LabelledPhoto("astronaut", example)]
 
     start = time.perf_counter()
+    schedule = Schedule(iterations=args.iterations, rigid_iterations=args.rigid_iterations)
     try:
-        model = api.load_model(args.model)
+        pipeline = Pipeline.create(model=args.model, losses=args.losses, schedule=schedule, device="cpu",
+                                   on_annotate=progress_line)
     except FileNotFoundError as exc:  # no face model installed
         print(f"skipped: {str(exc).splitlines()[0]}")
         return 0
-    weights, segment = batch.select_losses(model, args.losses, None, None)
-    if segment:
-        from fit3dmm.models.annotate import ensure_annotations
-
-        ensure_annotations(model)
-    model = model.to(api.resolve_device("cpu"))
+    model, weights = pipeline.model, pipeline.weights
     load_model_s = time.perf_counter() - start
-    config = FitConfig(iterations=args.iterations, rigid_iterations=args.rigid_iterations)
     with tempfile.TemporaryDirectory(prefix="fit3dmm-bench-") as out:
-        setup = batch.FitSetup(model, weights, config, batch.BatchOptions(), segment=segment)
-        summary = batch.run_batch([p.image for p in photos], out, setup)
+        summary = batch.run_batch([p.image for p in photos], out, pipeline)
         with open(Path(out) / "report.csv", newline="") as handle:
             report = [r for r in csv.DictReader(handle) if r["status"] == "ok"]
     fitted_s = summary.seconds
     progress_line(f"fitted {len(report)} of {len(photos)} photos in {fitted_s:.0f} s")
     # detection and the built-in segmentation on their own (the labels of FASSEG are not used)
-    targets, failures = prepare_targets([LabelledPhoto(p.name, p.image) for p in photos], segment=segment)
+    targets, failures = prepare_targets([LabelledPhoto(p.name, p.image) for p in photos], pipeline)
 
     stage_rows = []
     walls = [sum(float(r[column]) for _, column in STAGES) for r in report]
@@ -94,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     stage_rows.append({"stage": "wall per photo", "median (s)": median(walls), "min (s)": min(walls, default=None),
                        "max (s)": max(walls, default=None)})
     split_rows = []
-    for key, label in (("detect", "detection (mediapipe)"), ("segment", "built-in segmentation + point sets")):
-        values = [t.timings[key] for t in targets]
+    steps = {"detect": [t.timings["detect"] for t in targets],
+             "segment": [t.timings["observe"] - t.timings["detect"] for t in targets]}
+    for key, label in (("detect", "detection (mediapipe)"), ("segment", "crop, built-in segmentation + point sets")):
+        values = steps[key]
         split_rows.append({"step": label, "median (ms)": 1000 * median(values)})
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 

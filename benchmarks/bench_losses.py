@@ -35,8 +35,8 @@ from fit3dmm.losses.chamfer import ChamferLoss
 from fit3dmm.losses.dcd import DCDLoss
 from fit3dmm.losses.icp import ICPLoss, ReverseICPLoss
 from fit3dmm.losses.prdl import PRDLLoss
-from fit3dmm.observe.observation import Observation, PointSet
-from fit3dmm.parts import NUM_PARTS, PART_INDEX, PART_NAMES
+from fit3dmm.types.observation import Observation, PointSet
+from fit3dmm.types.parts import NUM_PARTS, PART_INDEX, PART_NAMES
 
 
 def ellipse(x: Tensor, y: Tensor, cx: float, cy: float, ax: float, ay: float, angle: float = 0.0) -> Tensor:

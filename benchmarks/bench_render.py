@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 from fit3dmm.models.ict import load_ict
-from fit3dmm.parts import NUM_PARTS
 from fit3dmm.render.camera import PerspectiveCamera
 from fit3dmm.render.rasterize import rasterize, vertex_visibility
 from fit3dmm.render.shading import render_shaded, vertex_normals
 from fit3dmm.render.soft import ndc_sigma_to_pixels, soft_silhouettes
+from fit3dmm.types.parts import NUM_PARTS
 
 
 def median_time(fn: Callable[[], object], repeats: int, device: torch.device) -> tuple[float, float]:

@@ -45,7 +45,7 @@ from fit3dmm.observe.detect import MediaPipeDetector
 from fit3dmm.observe.image import load_image
 from fit3dmm.observe.labelmaps import load_label_map
 from fit3dmm.observe.segment import segment_from_landmarks
-from fit3dmm.parts import PART_INDEX
+from fit3dmm.types.parts import PART_INDEX
 
 CLASSES: dict[str, tuple[str, ...]] = {
     "eyes": ("left_eye", "right_eye"),

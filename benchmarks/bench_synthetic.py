@@ -5,13 +5,13 @@ Run from the repository root:
     python benchmarks/bench_synthetic.py [--count 20] [--seed 0] [--size 448] [--iterations 200]
                                          [--configs "prdl,lmk,reg;lmk,reg;prdl,reg"] [--json PATH]
 
-Face n (n = 0..count-1) is :func:`fit3dmm.train.synthetic.sample_coefficients` (identity ~ N(0, 0.8²) per
+Face n (n = 0..count-1) is :func:`fit3dmm.synthetic.sample_coefficients` (identity ~ N(0, 0.8²) per
 mode, a few active expressions, yaw/pitch/roll uniform within ±40°/±20°/±12°, a translation that frames the
-face the way the detector's crop does) drawn by :func:`~fit3dmm.train.synthetic.render_synthetic` at
+face the way the detector's crop does) drawn by :func:`~fit3dmm.synthetic.render_synthetic` at
 ``size`` × ``size`` pixels: the whole head with a constant skin colour (a random tone; brows, lips and eyes
 tinted), spherical-harmonics shading with random light, over a random colour-gradient background with noise.
 Everything is a function of (seed, n).  The render is then treated as a photo: mediapipe detection, the
-built-in segmenter, the fit (every configuration from the same rigid start, :func:`fit3dmm.compare.evaluate_fits`).
+built-in segmenter, the fit (every configuration from the same rigid start, :func:`fit3dmm.evaluate.evaluate_fits`).
 
 Reported per configuration, over the fitted face region of the model (``face_vertices``: for ICT the face
 and the eyeballs): the mean distance between fitted and true vertices in millimetres in the model's own
@@ -33,19 +33,18 @@ from common import (
     add_fit_options,
     command_line,
     fit_setup,
-    load_annotated_model,
     machine,
     machine_line,
     progress_line,
     write_json,
 )
 
-from fit3dmm.compare import LabelledPhoto, evaluate_fits, prepare_targets
+from fit3dmm.evaluate import LabelledPhoto, evaluate_fits, prepare_targets
 from fit3dmm.metrics import pose_mae, vertex_error
 from fit3dmm.metrics.report import markdown_table
+from fit3dmm.models.regressor import CoefficientLayout
 from fit3dmm.render.camera import matrix_to_euler
-from fit3dmm.train.regressor import CoefficientLayout
-from fit3dmm.train.synthetic import SyntheticConfig, render_synthetic, sample_coefficients
+from fit3dmm.synthetic import SyntheticConfig, render_synthetic, sample_coefficients
 
 MM_PER_CM = 10.0
 
@@ -90,19 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=448, help="render size in pixels (square)")
     add_fit_options(parser)
     args = parser.parse_args(argv)
-    configs, config = fit_setup(args)
     info = machine()
     started = time.perf_counter()
-    try:
-        model = load_annotated_model(args.model, args.device)
-    except FileNotFoundError as exc:
-        print(f"skipped: {str(exc).splitlines()[0]}")
+    configs, pipeline = fit_setup(args)
+    if pipeline is None:
         return 0
+    model = pipeline.model
     photos, truth, gt_poses = render_faces(model, args.count, args.seed, args.size)
-    targets, failures = prepare_targets(photos, progress=progress_line)
+    targets, failures = prepare_targets(photos, pipeline, progress=progress_line)
     kept = [int(t.name.rsplit("_", 1)[1]) for t in targets]
     truth, gt_poses = truth[kept], gt_poses[kept]
-    evaluation = evaluate_fits(model, targets, configs, config=config, batch_size=args.batch, keep_vertices=True,
+    evaluation = evaluate_fits(pipeline, targets, configs, batch_size=args.batch, keep_vertices=True,
                                progress=progress_line)
     seconds = time.perf_counter() - started
     region = model.face_vertices.cpu().numpy()

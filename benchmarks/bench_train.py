@@ -38,20 +38,18 @@ from common import (
     command_line,
     dataset_parser,
     find_dataset,
-    load_annotated_model,
     machine,
     machine_line,
     progress_line,
     write_json,
 )
 
-from fit3dmm.api import default_losses
-from fit3dmm.compare import fasseg_photos, nanmean, prepare_targets
-from fit3dmm.fitting.engine import FitConfig, fit_observation
-from fit3dmm.losses.registry import parse_losses
+from fit3dmm.api import ObserveOptions, Pipeline, Schedule
+from fit3dmm.evaluate import fasseg_photos, nanmean, prepare_targets
+from fit3dmm.fitting.engine import fit_observation
 from fit3dmm.metrics.fit_metrics import FASSEG_GROUPS, fit_landmark_nme, fit_part_iou
 from fit3dmm.metrics.report import markdown_table
-from fit3dmm.train.regressor import FaceRegressor, check_model, load_regressor, predict_init
+from fit3dmm.models.regressor import FaceRegressor, check_model, load_regressor, predict_init
 from fit3dmm.train.run import regressor_result
 
 
@@ -108,19 +106,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     info = machine()
     started = time.perf_counter()
-    model = load_annotated_model(args.model)
+    pipeline = Pipeline.create(model=args.model, observe=ObserveOptions(size=args.size), device="cpu",
+                               on_annotate=progress_line)
+    model, weights = pipeline.model, pipeline.weights
     regressor, meta = load_regressor(args.regressor)
     check_model(meta, model)
-    weights = parse_losses(default_losses(model))
     n_it = args.refine_iterations
     rest = FaceRegressor(regressor.layout, regressor.size).eval()  # zero head: mean face at the nominal pose
     methods = {"rest state": None,
                "regressor": None,
-               f"regressor + {n_it} it.": FitConfig(rigid_iterations=0, iterations=n_it),
-               f"fit, {n_it} it.": FitConfig(iterations=n_it),
-               "fit (60 rigid + 200 it.)": FitConfig()}
+               f"regressor + {n_it} it.": Schedule(rigid_iterations=0, iterations=n_it),
+               f"fit, {n_it} it.": Schedule(iterations=n_it),
+               "fit (60 rigid + 200 it.)": Schedule()}
     photos = fasseg_photos(root, args.split, args.limit)
-    targets, failures = prepare_targets(photos, fit_labels=False, size=args.size, progress=progress_line)
+    targets, failures = prepare_targets(photos, pipeline, fit_labels=False, progress=progress_line)
     scores: dict[str, dict[str, list]] = {m: {"iou": [], "nme": [], "seconds": []} for m in methods}
     for index, target in enumerate(targets):
         obs = target.observation

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from bench_segmentation import default_shared
 
-from fit3dmm.fitting.engine import FitConfig
+from fit3dmm import defaults
+from fit3dmm.api import Pipeline, Schedule
 from fit3dmm.losses.registry import parse_losses
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,19 +52,31 @@ def add_fit_options(parser: argparse.ArgumentParser) -> None:
     --device, --json."""
     parser.add_argument("--configs", default=";".join(DEFAULT_CONFIGS),
                         help="semicolon-separated loss sets, e.g. 'prdl,lmk,reg;lmk,reg'")
-    parser.add_argument("--iterations", type=int, default=200, help="Adam iterations after the rigid stage")
-    parser.add_argument("--rigid-iterations", type=int, default=60, help="iterations of the shared rigid stage")
+    parser.add_argument("--iterations", type=int, default=defaults.ITERATIONS,
+                        help="Adam iterations after the rigid stage")
+    parser.add_argument("--rigid-iterations", type=int, default=defaults.RIGID_ITERATIONS,
+                        help="iterations of the shared rigid stage")
     parser.add_argument("--batch", type=int, default=1,
                         help="faces fitted together (1 is fastest per face on CPU; results do not depend on it)")
-    parser.add_argument("--model", default="ict")
+    parser.add_argument("--model", default=defaults.DEFAULT_MODEL)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None, help="write the numbers here")
 
 
-def fit_setup(args: argparse.Namespace) -> tuple[dict[str, dict[str, float]], FitConfig]:
-    """The configurations ({spec: weights}) and the fit schedule from :func:`add_fit_options`' options."""
+def fit_setup(args: argparse.Namespace) -> tuple[dict[str, dict[str, float]], Pipeline | None]:
+    """The configurations ({spec: weights}) of :func:`add_fit_options`' options and the one pipeline they are
+    fitted with (model annotated for their losses, observe path, schedule, device), or None after the
+    ``skipped: ...`` line when the face model is missing."""
     configs = {spec.strip(): parse_losses(spec) for spec in args.configs.split(";") if spec.strip()}
-    return configs, FitConfig(iterations=args.iterations, rigid_iterations=args.rigid_iterations)
+    every_loss = list(dict.fromkeys(name for config in configs.values() for name in config))
+    schedule = Schedule(iterations=args.iterations, rigid_iterations=args.rigid_iterations)
+    try:
+        pipeline = Pipeline.create(model=args.model, losses=every_loss, schedule=schedule, device=args.device,
+                                   on_annotate=progress_line)
+    except FileNotFoundError as exc:  # no face model installed
+        print(f"skipped: {str(exc).splitlines()[0]}")
+        return configs, None
+    return configs, pipeline
 
 
 def git_commit(repo: Path = REPO) -> str:
@@ -101,18 +114,6 @@ def command_line(script: str, argv: Sequence[str] | None) -> str:
     """The exact command that produced a result, as one would type it from the repository root."""
     given = list(argv) if argv is not None else sys.argv[1:]
     return shlex.join(["python", f"benchmarks/{script}", *given])
-
-
-def load_annotated_model(name: str, device: str = "cpu"):
-    """Load a face model and give it part labels (Algorithm 1 runs once and is cached, about a minute)."""
-    from fit3dmm.api import resolve_device
-    from fit3dmm.models.annotate import ensure_annotations
-    from fit3dmm.models.store import load_model
-
-    model = load_model(name)
-    if not model.has_parts:
-        print(f"annotating {model.name} with Algorithm 1 (once; cached)...", file=sys.stderr)
-    return ensure_annotations(model.to(resolve_device(device)))
 
 
 def write_json(path: str | Path | None, data: dict[str, object]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fit3dmm.models.annotate import (
+from fit3dmm.annotate.algorithm1 import (
     MIRROR_PART,
     AnnotationConfig,
     RenderedView,
@@ -17,7 +17,7 @@ from fit3dmm.models.annotate import (
     vote_landmarks,
     vote_parts,
 )
-from fit3dmm.parts import NUM_PARTS, PART_INDEX, PART_NAMES
+from fit3dmm.types.parts import NUM_PARTS, PART_INDEX, PART_NAMES
 
 
 def test_mirror_part_swaps_left_and_right():

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fit3dmm import batch
+from fit3dmm.api import ObserveOptions
 from fit3dmm.io.outputs import OutputOptions
 from fit3dmm.losses.registry import LOSS_CLASSES, loss_class, parse_losses, parse_weight_options
 from fit3dmm.observe.image import ImageLoadError
@@ -76,16 +77,21 @@ def test_parse_weight_options_never_crashes(item):
 @given(batch_size=st.integers(-5, 2000), jobs=st.integers(-3, 300), size=st.integers(0, 2000),
        min_face=st.floats(-10, 1e7, allow_nan=False), side=st.integers(0, 20000),
        faces=st.sampled_from(["largest", "all", "some", ""]))
-def test_batch_options_accept_exactly_the_documented_ranges(batch_size, jobs, size, min_face, side, faces):
-    valid = (1 <= batch_size <= 1024 and 0 <= jobs <= 256 and 64 <= size <= 1024 and 0 <= min_face < 1e6
-             and 64 <= side <= 16384 and faces in ("largest", "all"))
-    kwargs = dict(batch_size=batch_size, jobs=jobs, size=size, min_face_size=min_face, detect_max_side=side,
-                  faces=faces)
+def test_batch_and_observe_options_accept_exactly_the_documented_ranges(batch_size, jobs, size, min_face, side,
+                                                                         faces):
+    valid = 1 <= batch_size <= 1024 and 0 <= jobs <= 256
     if valid:
-        assert batch.BatchOptions(**kwargs).batch_size == batch_size
+        assert batch.BatchOptions(batch_size=batch_size, jobs=jobs).batch_size == batch_size
     else:
         with pytest.raises(ValueError):
-            batch.BatchOptions(**kwargs)
+            batch.BatchOptions(batch_size=batch_size, jobs=jobs)
+    valid = 64 <= size <= 1024 and 0 <= min_face < 1e6 and 64 <= side <= 16384 and faces in ("largest", "all")
+    kwargs = dict(size=size, min_face_size=min_face, detect_max_side=side, faces=faces)
+    if valid:
+        assert ObserveOptions(**kwargs).size == size
+    else:
+        with pytest.raises(ValueError):
+            ObserveOptions(**kwargs)
 
 
 @given(fmt=st.sampled_from(["obj", ".OBJ", "ply", ".glb", "stl", "", "obj2"]),
@@ -152,7 +158,7 @@ def test_check_request_accepts_folders_and_leaves_out_earlier_outputs(tmp_path, 
     assert request.paths == photos and request.mesh_target is None
     request = check([photos[0]], tmp_path / "face.PLY", options=batch.BatchOptions(
         outputs=OutputOptions(color="vertex")))
-    assert request.mesh_target == tmp_path / "face.PLY" and request.single_outputs.mesh_format == ".ply"
+    assert request.mesh_target == tmp_path / "face.PLY" and request.outputs.mesh_format == ".ply"
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -171,7 +177,7 @@ def test_check_request_refuses_bad_combinations(tmp_path, photos):
     with pytest.raises(ValueError, match="a mesh path can only be given for one photo"):
         check(photos, tmp_path / "face.obj")
     with pytest.raises(ValueError, match="a mesh path holds one face"):
-        check(photos[:1], tmp_path / "face.obj", options=batch.BatchOptions(faces="all"))
+        check(photos[:1], tmp_path / "face.obj", faces="all")
     with pytest.raises(ValueError, match="--format ply disagrees"):
         check(photos[:1], tmp_path / "face.obj", mesh_format="ply")
     with pytest.raises(ValueError, match="PLY holds no texture"):

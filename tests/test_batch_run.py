@@ -17,7 +17,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fit3dmm import batch
-from fit3dmm.fitting.engine import FitConfig, fit_observation
+from fit3dmm.api import ObserveOptions, Pipeline, Schedule
+from fit3dmm.batch.folder import LOCK_NAME
+from fit3dmm.batch.report import REPORT_COLUMNS, TIME_COLUMNS
+from fit3dmm.defaults import STATUSES
+from fit3dmm.fitting.engine import fit_observation
 from fit3dmm.io.images import read_depth_png
 from fit3dmm.io.outputs import MeshExtras, OutputOptions, OutputPaths, render_maps, save_outputs
 from fit3dmm.io.params import read_params_json
@@ -27,7 +31,7 @@ from fit3dmm.observe.detect import Detection
 from fit3dmm.render.rasterize import rasterize
 
 WEIGHTS = parse_losses("lmk,reg")
-CONFIG = FitConfig(iterations=4, rigid_iterations=4)
+SCHEDULE = Schedule(iterations=4, rigid_iterations=4)
 TINY_LANDMARKS = np.arange(68) % 5  # the tiny model's landmark vertices
 TINY_MEAN_XY = np.array([[-5, -5], [5, -5], [5, 5], [-5, 5], [0, 0]], float)
 
@@ -78,13 +82,17 @@ def make_photos(folder: Path, names: list[str], size: tuple[int, int] = (160, 12
     return paths
 
 
-def run(paths, out, model, options=None, **kwargs):
-    """run_batch with the tiny model, lmk + reg, a 64 px crop (fast) and the fake detector."""
+def run(paths, out, model, options=None, *, schedule=SCHEDULE, detector_factory=fake_detector, faces="largest",
+        min_face_size=40.0, fit=None):
+    """run_batch with the tiny model, lmk + reg, a 64 px crop (fast) and the fake detector; ``fit(real, obs)``
+    stands in for the pipeline's fit when given."""
     options = options or batch.BatchOptions(outputs=OutputOptions(color="vertex"))
-    options = dataclasses.replace(options, size=64)
-    kwargs.setdefault("detector_factory", fake_detector)
-    setup = batch.FitSetup(model, WEIGHTS, kwargs.pop("config", CONFIG), options, **kwargs)
-    return batch.run_batch(paths, out, setup)
+    observe = ObserveOptions(size=64, faces=faces, min_face_size=min_face_size)
+    pipeline = Pipeline(model, WEIGHTS, schedule, observe, detector_factory=detector_factory)
+    if fit is not None:
+        real = pipeline.fit
+        pipeline.fit = lambda obs, progress=None: fit(real, obs)
+    return batch.run_batch(paths, out, pipeline, options)
 
 
 def report(out: Path) -> list[dict[str, str]]:
@@ -92,7 +100,7 @@ def report(out: Path) -> list[dict[str, str]]:
 
 
 def hidden(out: Path) -> list[str]:
-    return sorted(p.name for p in out.iterdir() if p.name.startswith(".") and p.name != batch.LOCK_NAME)
+    return sorted(p.name for p in out.iterdir() if p.name.startswith(".") and p.name != LOCK_NAME)
 
 
 def test_batch_writes_one_complete_folder_per_photo_and_a_report(tmp_path, tiny_model):
@@ -123,7 +131,7 @@ def test_batch_writes_one_complete_folder_per_photo_and_a_report(tmp_path, tiny_
         assert float(row["landmark_error_px"]) == pytest.approx(np.linalg.norm(fitted - detected, axis=1).mean(),
                                                                 abs=2e-4)
         assert float(row["loss_lmk"]) == pytest.approx(doc["losses"]["lmk"], rel=1e-5)
-        assert int(row["iterations"]) == CONFIG.iterations == doc["iterations"]
+        assert int(row["iterations"]) == SCHEDULE.iterations == doc["iterations"]
         assert row["width"] == "160" and row["height"] == "120"
         obj_vertices = [line for line in (folder / "face.obj").read_text().splitlines() if line.startswith("v ")]
         assert len(obj_vertices) == 5 and len(obj_vertices[0].split()) == 7  # position + vertex colour
@@ -138,11 +146,11 @@ def test_rerun_skips_complete_photos_and_redoes_the_rest(tmp_path, tiny_model):
     shutil.rmtree(out / "p1")
     calls = []
 
-    def counting(model, obs, weights, config, **kw):
+    def counting(real, obs):
         calls.append(obs.names)
-        return fit_observation(model, obs, weights, config, **kw)
+        return real(obs)
 
-    summary = run(paths, out, tiny_model, fitter=counting)
+    summary = run(paths, out, tiny_model, fit=counting)
     assert calls == [["p1.png#0"]]
     assert (summary.fitted, summary.resumed, summary.stale) == (1, 2, 0)
     rows = report(out)
@@ -150,10 +158,10 @@ def test_rerun_skips_complete_photos_and_redoes_the_rest(tmp_path, tiny_model):
     assert all(r["status"] == "ok" and r["landmark_error_px"] for r in rows)
     assert (out / "p0" / "face.obj").read_bytes() == first
     # other options: still skipped, but counted as stale; --overwrite redoes everything
-    summary = run(paths, out, tiny_model, fitter=counting, config=dataclasses.replace(CONFIG, iterations=3))
+    summary = run(paths, out, tiny_model, fit=counting, schedule=dataclasses.replace(SCHEDULE, iterations=3))
     assert (summary.resumed, summary.stale, len(calls)) == (3, 3, 1)
     options = batch.BatchOptions(overwrite=True, outputs=OutputOptions(color="vertex"))
-    summary = run(paths, out, tiny_model, options, fitter=counting)
+    summary = run(paths, out, tiny_model, options, fit=counting)
     assert (summary.fitted, summary.resumed, len(calls)) == (3, 0, 4)
     assert hidden(out) == []
 
@@ -175,7 +183,7 @@ def test_interrupt_while_writing_leaves_no_partial_output_and_resumes(tmp_path, 
     monkeypatch.setattr(outputs_module, "write_params_json", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(paths, out, tiny_model)
-    assert sorted(p.name for p in out.iterdir()) == [batch.LOCK_NAME, "p0", "report.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME, "p0", "report.csv"]
     assert (out / "p0" / batch.MARKER_NAME).is_file()
     assert [r["input"] for r in report(out)] == [str(paths[0])]
     monkeypatch.setattr(outputs_module, "write_params_json", real)
@@ -239,52 +247,45 @@ def test_no_face_and_tiny_faces_are_refused_with_a_reason(tmp_path, tiny_model):
     row = report(out)[0]
     assert (row["status"], row["error"]) == ("no_face", f"{paths[0]}: no face found")
     # the fake face's landmark box is 10 cm x 6 px = 60 px
-    options = batch.BatchOptions(min_face_size=61, outputs=OutputOptions(color="vertex"))
-    run(paths, out, tiny_model, options)
+    run(paths, out, tiny_model, min_face_size=61)
     row = report(out)[0]
     assert row["status"] == "face_too_small"
     assert row["error"] == f"{paths[0]}: face too small (60 px landmark box, minimum 61 px)"
     assert not (out / "p").exists()
 
 
-def _diverging(fail_calls: set[int]):
-    """A fitter that marks every face of its ``n``-th call (n in ``fail_calls``) as diverged."""
-    calls = []
-
-    def fitter(model, obs, weights, config, **kw):
-        calls.append(config)
-        result = fit_observation(model, obs, weights, config, **kw)
-        if len(calls) in fail_calls:
-            result.status = ["diverged"] * obs.batch_size
-        return result
-
-    return fitter, calls
-
-
-def test_a_diverged_fit_is_retried_with_halved_learning_rates(tmp_path, tiny_model):
-    paths = make_photos(tmp_path, ["p.png"])
-    out = tmp_path / "out"
-    fitter, calls = _diverging({1})
-    run(paths, out, tiny_model, fitter=fitter)
-    assert len(calls) == 2
-    assert (calls[1].lr, calls[1].lr_rotation, calls[1].lr_translation) == (
-        calls[0].lr / 2, calls[0].lr_rotation / 2, calls[0].lr_translation / 2)
-    row = report(out)[0]
-    assert (row["status"], row["retried"]) == ("ok", "1")
-    assert (out / "p" / "face.obj").is_file()
-
-
 def test_a_fit_that_diverges_twice_is_reported_without_outputs(tmp_path, tiny_model):
     paths = make_photos(tmp_path, ["p.png", "q.png"])
     out = tmp_path / "out"
-    fitter, calls = _diverging({1, 2})  # q is fitted in the third call and succeeds
-    summary = run(paths, out, tiny_model, fitter=fitter)
+
+    def diverging(real, obs):  # p diverges (also on the retry inside the fit), q succeeds
+        result = real(obs)
+        if obs.names == ["p.png#0"]:
+            result.status, result.retried = ["diverged"], [True]
+        return result
+
+    summary = run(paths, out, tiny_model, fit=diverging)
     rows = report(out)
     assert (rows[0]["status"], rows[0]["retried"]) == ("diverged", "1")
     assert "non-finite" in rows[0]["error"] and rows[0]["output"] == ""
     assert rows[1]["status"] == "ok"
     assert not (out / "p").exists() and (out / "q").is_dir()
-    assert (summary.ok, summary.statuses["diverged"], len(calls)) == (False, 1, 3)
+    assert (summary.ok, summary.statuses["diverged"]) == (False, 1)
+
+
+def test_a_fit_that_raises_fails_alone(tmp_path, tiny_model):
+    paths = make_photos(tmp_path, ["p.png", "q.png"])
+    out = tmp_path / "out"
+
+    def failing(real, obs):  # fitted together, then alone: only p fails
+        if "p.png#0" in obs.names:
+            raise RuntimeError("boom")
+        return real(obs)
+
+    run(paths, out, tiny_model, batch.BatchOptions(batch_size=2, outputs=OutputOptions(color="none")), fit=failing)
+    rows = report(out)
+    assert (rows[0]["status"], rows[1]["status"]) == ("error", "ok")
+    assert rows[0]["error"] == "fitting failed: RuntimeError: boom"
 
 
 def test_batch_size_fits_faces_together_in_input_order(tmp_path, tiny_model):
@@ -292,12 +293,12 @@ def test_batch_size_fits_faces_together_in_input_order(tmp_path, tiny_model):
     out = tmp_path / "out"
     sizes = []
 
-    def recording(model, obs, weights, config, **kw):
+    def recording(real, obs):
         sizes.append(obs.names)
-        return fit_observation(model, obs, weights, config, **kw)
+        return real(obs)
 
     options = batch.BatchOptions(batch_size=2, outputs=OutputOptions(color="none", overlay=False))
-    summary = run(paths, out, tiny_model, options, fitter=recording)
+    summary = run(paths, out, tiny_model, options, fit=recording)
     assert sizes == [["p0.png#0", "p1.png#0"], ["p2.png#0", "p3.png#0"], ["p4.png#0"]]
     assert summary.faces == 5 and [r["status"] for r in report(out)] == ["ok"] * 5
 
@@ -305,8 +306,8 @@ def test_batch_size_fits_faces_together_in_input_order(tmp_path, tiny_model):
 def test_faces_all_writes_each_face_with_its_index(tmp_path, tiny_model):
     paths = make_photos(tmp_path, ["group.png"], size=(300, 150))
     out = tmp_path / "out"
-    options = batch.BatchOptions(faces="all", outputs=OutputOptions(color="none", overlay=False))
-    summary = run(paths, out, tiny_model, options, detector_factory=two_face_detector)
+    options = batch.BatchOptions(outputs=OutputOptions(color="none", overlay=False))
+    summary = run(paths, out, tiny_model, options, detector_factory=two_face_detector, faces="all")
     rows = report(out)
     assert [(r["face"], r["output"], r["status"]) for r in rows] == [
         ("0", "group/face0.obj", "ok"), ("1", "group/face1.obj", "ok")]
@@ -387,26 +388,26 @@ def test_random_bytes_are_reported_never_raised(tmp_path_factory, tiny_model, bl
     rows = report(out)
     assert [r["input"] for r in rows] == [str(p) for p in paths]
     for row in rows:
-        assert row["status"] in batch.STATUSES
+        assert row["status"] in STATUSES
         assert row["status"] == "ok" or (row["error"] and "Traceback" not in row["error"])
     assert summary.photos == len(paths) and hidden(out) == []
 
 
-def test_select_face_is_the_batch_item(tiny_model):
+def test_select_is_the_batch_item(tiny_model):
     detector = FakeDetector()
     from fit3dmm.api import observe
-    from fit3dmm.observe.observation import Observation
+    from fit3dmm.types.observation import Observation
 
     photos = [np.zeros((120, 160, 3), np.uint8), np.zeros((100, 200, 3), np.uint8)]
     obs = Observation.stack([observe(p, detector=detector)[0] for p in photos])
-    result = fit_observation(tiny_model, obs, WEIGHTS, CONFIG)
-    one = batch.select_face(result, 1)
+    result = fit_observation(tiny_model, obs, WEIGHTS, SCHEDULE)
+    one = result.select(1)
     assert one.batch_size == 1 and one.observation.names == [obs.names[1]]
     torch.testing.assert_close(one.vertices_photo[0], result.vertices_photo[1], rtol=0, atol=0)
     torch.testing.assert_close(one.history[:, 0], result.history[:, 1], rtol=0, atol=0)
     assert one.observation.photo_size.tolist() == [[200.0, 100.0]]
     with pytest.raises(IndexError):
-        batch.select_face(result, 2)
+        result.select(2)
 
 
 def test_depth_and_part_maps_match_a_full_frame_render(tmp_path, tiny_model):
@@ -416,7 +417,7 @@ def test_depth_and_part_maps_match_a_full_frame_render(tmp_path, tiny_model):
     photo = np.full((120, 160, 3), 90, np.uint8)
     from fit3dmm.api import observe
 
-    result = fit_observation(tiny_model, observe(photo, detector=FakeDetector())[0], WEIGHTS, CONFIG)
+    result = fit_observation(tiny_model, observe(photo, detector=FakeDetector())[0], WEIGHTS, SCHEDULE)
     paths = OutputPaths.for_target(tmp_path, depth=True, parts=True)
     save_outputs(result, 0, photo, paths, color="none", extras=MeshExtras.from_model(tiny_model))
     pix = result.vertices_photo.double()
@@ -426,7 +427,7 @@ def test_depth_and_part_maps_match_a_full_frame_render(tmp_path, tiny_model):
     got = read_depth_png(paths.depth)
     assert got.shape == (120, 160) and np.isfinite(got).sum() == full.mask.sum() > 100
     np.testing.assert_allclose(got[np.isfinite(got)], expected[np.isfinite(expected)], atol=0.0051)
-    from fit3dmm.parts import PART_COLORS
+    from fit3dmm.types.parts import PART_COLORS
 
     colours = np.asarray(Image.open(paths.parts))
     face = full.face_index[0].numpy()
@@ -446,7 +447,7 @@ def test_report_is_valid_csv_with_loss_columns(tmp_path):
     batch.write_report(tmp_path / "r.csv", rows)
     with open(tmp_path / "r.csv", newline="") as handle:
         parsed = list(csv.reader(handle))
-    assert parsed[0] == [*batch.REPORT_COLUMNS, "loss_lmk", *batch.TIME_COLUMNS]
+    assert parsed[0] == [*REPORT_COLUMNS, "loss_lmk", *TIME_COLUMNS]
     assert parsed[1][0] == "a, b.jpg" and parsed[2][0] == 'q"uote.jpg'
     assert batch.read_report(tmp_path / "r.csv")[0]["loss_lmk"] == "1.5"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,15 +9,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from fit3dmm.api import Pipeline, Schedule
 from fit3dmm.cli import main
-from fit3dmm.compare import (
+from fit3dmm.evaluate import (
     evaluate_fits,
     fasseg_photos,
     loss_alone_configs,
     prepare_targets,
     run_compare,
 )
-from fit3dmm.fitting.engine import FitConfig
+from fit3dmm.io.tables import read_csv
 from fit3dmm.losses.registry import loss_class
 from fit3dmm.metrics.fit_metrics import FASSEG_GROUPS
 from fit3dmm.models.face_model import FaceModel
@@ -31,7 +31,7 @@ FASSEG_SUBDIR = Path("datasets") / "fasseg-frontal"
 def quick_model(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaceModel]:
     """ICT annotated by Algorithm 1 from 4 small renders (seconds instead of minutes; rough labels), cached in
     a private FIT3DMM_CACHE so that the CLI finds them and no other test sees them."""
-    from fit3dmm.models.annotate import AnnotationConfig, annotate_model, landmark_part_labels
+    from fit3dmm.annotate import AnnotationConfig, annotate_model, landmark_part_labels
     from fit3dmm.models.store import load_model, save_assets
     from fit3dmm.observe.detect import MediaPipeDetector
 
@@ -48,20 +48,15 @@ def quick_model(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         yield model
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def test_compare_two_losses_on_one_fasseg_photo(quick_model: FaceModel, shared_dir: Path, tmp_path: Path):
     photos = fasseg_photos(shared_dir / FASSEG_SUBDIR, "test", limit=1)
     assert [p.name for p in photos] == ["test_1"]
     evaluation, written, failures = run_compare(
         photos, ["chamfer", "icp"], tmp_path, model=quick_model,
-        config=FitConfig(iterations=2, rigid_iterations=10), device="cpu")
+        schedule=Schedule(iterations=2, rigid_iterations=10), device="cpu")
     assert failures == {}
     assert list(evaluation.groups) == list(FASSEG_GROUPS)  # FASSEG labels → its four classes
-    rows = _read_csv(tmp_path / "table.csv")
+    rows = read_csv(tmp_path / "table.csv")
     assert [r["config"] for r in rows] == ["chamfer", "icp"]
     for row in rows:
         values = [float(row[g]) for g in FASSEG_GROUPS]
@@ -85,16 +80,17 @@ def test_compare_two_losses_on_one_fasseg_photo(quick_model: FaceModel, shared_d
 
 
 def test_every_configuration_starts_from_the_same_rigid_fit(quick_model: FaceModel, shared_dir: Path):
-    targets, _ = prepare_targets(fasseg_photos(shared_dir / FASSEG_SUBDIR, "test", limit=1))
+    pipeline = Pipeline.create(model=quick_model, losses="icp,chamfer,reg", device="cpu",
+                               schedule=Schedule(iterations=0, rigid_iterations=10))
+    targets, _ = prepare_targets(fasseg_photos(shared_dir / FASSEG_SUBDIR, "test", limit=1), pipeline)
     configs = loss_alone_configs(["icp", "chamfer"])
-    evaluation = evaluate_fits(quick_model, targets, configs, config=FitConfig(iterations=0, rigid_iterations=10),
-                               groups=FASSEG_GROUPS)
+    evaluation = evaluate_fits(pipeline, targets, configs, groups=FASSEG_GROUPS)
     first, second = evaluation.runs
     assert np.array_equal(first.pose_deg, second.pose_deg)
     assert np.array_equal(first.iou, second.iou, equal_nan=True)
     # and a different rigid stage gives a different start
-    other = evaluate_fits(quick_model, targets, {"icp": configs["icp"]},
-                          config=FitConfig(iterations=0, rigid_iterations=0), groups=FASSEG_GROUPS)
+    pipeline.schedule = Schedule(iterations=0, rigid_iterations=0)
+    other = evaluate_fits(pipeline, targets, {"icp": configs["icp"]}, groups=FASSEG_GROUPS)
     assert not np.array_equal(other.runs[0].pose_deg, first.pose_deg)
 
 
@@ -121,9 +117,9 @@ def test_cli_compare_writes_tables(quick_model: FaceModel, shared_dir: Path, tmp
             "--model", str(shared_dir / ICT_SUBDIR), "--device", "cpu", "--out", str(tmp_path), "--quiet"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert [r["config"] for r in _read_csv(tmp_path / "table.csv")] == ["icp_rev", "icp"]
+    assert [r["config"] for r in read_csv(tmp_path / "table.csv")] == ["icp_rev", "icp"]
     assert "| icp_rev |" in result.output
-    per_image = _read_csv(tmp_path / "per_image.csv")
+    per_image = read_csv(tmp_path / "per_image.csv")
     assert [(r["image"], r["config"]) for r in per_image] == [("test_2", "icp_rev"), ("test_2", "icp")]
 
 

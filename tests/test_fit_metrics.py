@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from fit3dmm.fitting.result import FitResult
 from fit3dmm.metrics.fit_metrics import (
     FASSEG_GROUPS,
     fit_landmark_nme,
@@ -17,9 +16,10 @@ from fit3dmm.metrics.fit_metrics import (
     pad_masks,
     render_fit_labels,
 )
-from fit3dmm.observe.observation import Observation
-from fit3dmm.parts import NUM_PARTS, PART_INDEX
 from fit3dmm.render.camera import PerspectiveCamera
+from fit3dmm.types.observation import Observation
+from fit3dmm.types.parts import NUM_PARTS, PART_INDEX
+from fit3dmm.types.result import FitResult
 
 NOSE, SKIN = PART_INDEX["nose"], PART_INDEX["skin"]
 LEFT_EYE, RIGHT_EYE = PART_INDEX["left_eye"], PART_INDEX["right_eye"]

@@ -6,11 +6,12 @@ import math
 
 import torch
 
-from fit3dmm.fitting.engine import FitConfig, fit_observation
+from fit3dmm.fitting.engine import fit_observation
 from fit3dmm.fitting.params import FitParameters
 from fit3dmm.fitting.prediction import PredictionBuilder
-from fit3dmm.observe.observation import Observation
+from fit3dmm.fitting.schedule import Schedule
 from fit3dmm.render.camera import PerspectiveCamera, euler_to_matrix, matrix_to_axis_angle
+from fit3dmm.types.observation import Observation
 
 
 def _synthetic_observation(model, pose_deg, translation, seed=0, size=224):
@@ -39,7 +40,7 @@ def test_landmark_fit_recovers_pose_and_landmarks(ict_model):
     translation = torch.tensor([[1.0, -2.0, -115.0], [-2.0, 1.0, -105.0]])
     obs, _ = _synthetic_observation(ict_model, pose, translation)
     result = fit_observation(ict_model, obs, {"lmk": 1.6e-3, "reg": 3e-4},
-                             FitConfig(rigid_iterations=40, iterations=100))
+                             Schedule(rigid_iterations=40, iterations=100))
     err = (result.pose_deg - pose).abs()
     assert err.max() < 3.0, f"pose error {err.tolist()} deg"
     lmk_crop = obs.photo_points_to_crop(result.landmarks68_photo)

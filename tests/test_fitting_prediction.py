@@ -9,8 +9,6 @@ from fit3dmm.fitting.params import FitParameters
 from fit3dmm.fitting.prediction import PredictionBuilder
 from fit3dmm.fitting.rigid import pose_from_landmarks
 from fit3dmm.models.face_model import FaceModelAssets
-from fit3dmm.observe.observation import Observation
-from fit3dmm.parts import PART_INDEX
 from fit3dmm.render.camera import (
     PerspectiveCamera,
     euler_to_matrix,
@@ -18,6 +16,8 @@ from fit3dmm.render.camera import (
     matrix_to_euler,
     transform_points,
 )
+from fit3dmm.types.observation import Observation
+from fit3dmm.types.parts import PART_INDEX
 
 
 def _blank(batch=1, size=224):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fit3dmm.io.images import colorize_labels, read_depth_png, write_depth_png, write_png
-from fit3dmm.parts import BACKGROUND_COLOR, HAIR_COLOR, PART_COLORS, PART_INDEX
+from fit3dmm.types.parts import BACKGROUND_COLOR, HAIR_COLOR, PART_COLORS, PART_INDEX
 
 
 def test_write_png_rgb_is_stored_as_bgr(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from fit3dmm import __version__
-from fit3dmm.fitting.result import FitResult
 from fit3dmm.io.params import (
     FIELDS,
     SCHEMA_VERSION,
@@ -22,8 +21,9 @@ from fit3dmm.io.params import (
     write_params_json,
     write_params_npz,
 )
-from fit3dmm.observe.observation import Observation
 from fit3dmm.render.camera import PerspectiveCamera, axis_angle_to_matrix
+from fit3dmm.types.observation import Observation
+from fit3dmm.types.result import FitResult
 
 
 def _result() -> FitResult:

@@ -20,7 +20,7 @@ from fit3dmm.observe.labelmaps import (
     read_label_map,
     warp_parts,
 )
-from fit3dmm.parts import NUM_PARTS, PART_INDEX, PART_NAMES
+from fit3dmm.types.parts import NUM_PARTS, PART_INDEX, PART_NAMES
 
 SHARED = Path(os.environ.get("FIT3DMM_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 FASSEG = SHARED / "datasets" / "fasseg-frontal"

@@ -11,8 +11,8 @@ from fit3dmm.losses.base import Prediction
 from fit3dmm.losses.chamfer import ChamferLoss, chamfer_distance
 from fit3dmm.losses.dcd import DCDLoss, dcd_distance, dcd_one_way
 from fit3dmm.losses.icp import ICPLoss, ReverseICPLoss, icp_distance
-from fit3dmm.observe.observation import Observation, PointSet
-from fit3dmm.parts import NUM_PARTS, PART_INDEX
+from fit3dmm.types.observation import Observation, PointSet
+from fit3dmm.types.parts import NUM_PARTS, PART_INDEX
 
 
 def cloud(b: int, n: int, seed: int, scale: float = 50.0) -> torch.Tensor:

@@ -9,9 +9,9 @@ import torch
 
 from fit3dmm.losses.base import Prediction
 from fit3dmm.losses.prdl import PRDLLoss, prdl_descriptor, prdl_loss
-from fit3dmm.observe.observation import Observation, PointSet
 from fit3dmm.ops.grid import AnchorGrid
-from fit3dmm.parts import NUM_PARTS, PART_INDEX, PART_NAMES
+from fit3dmm.types.observation import Observation, PointSet
+from fit3dmm.types.parts import NUM_PARTS, PART_INDEX, PART_NAMES
 
 
 def blob(n: int, centre: tuple[float, float], axes: tuple[float, float], seed: int) -> torch.Tensor:

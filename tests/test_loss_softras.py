@@ -7,9 +7,9 @@ import torch
 
 from fit3dmm.losses.base import Prediction
 from fit3dmm.losses.softras import SoftRasLoss, soft_iou_loss, triangle_labels_from_vertices
-from fit3dmm.observe.observation import Observation
-from fit3dmm.parts import NUM_PARTS, PART_INDEX
 from fit3dmm.render.soft import soft_silhouettes
+from fit3dmm.types.observation import Observation
+from fit3dmm.types.parts import NUM_PARTS, PART_INDEX
 
 
 def test_soft_iou_by_hand() -> None:

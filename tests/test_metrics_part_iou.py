@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fit3dmm.metrics import mean_part_iou, merged_part_iou, part_iou
-from fit3dmm.parts import NUM_PARTS, PART_INDEX
+from fit3dmm.types.parts import NUM_PARTS, PART_INDEX
 
 NAN = float("nan")
 F64 = torch.float64

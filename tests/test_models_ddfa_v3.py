@@ -11,7 +11,7 @@ import torch
 from fit3dmm.models.ddfa_v3 import jaw_contour_lines, load_ddfa_v3
 from fit3dmm.models.face_model import FaceModelAssets, file_checksum
 from fit3dmm.models.store import install_model, load_model, save_assets
-from fit3dmm.parts import PART_INDEX
+from fit3dmm.types.parts import PART_INDEX
 
 # 3x3 grid in cm (x towards the subject's left, y up), centre (vertex 4, the "nose") 3 cm towards the viewer
 GRID = np.array([[(c - 1) * 5.0, (1 - r) * 5.0, 3.0 * (r == c == 1)] for r in range(3) for c in range(3)])

@@ -8,7 +8,7 @@ import torch
 
 from fit3dmm.observe.points import mask_point_sets, points_below_line
 from fit3dmm.ops.fps import farthest_point_sampling
-from fit3dmm.parts import NUM_PARTS, PART_INDEX, PART_NAMES
+from fit3dmm.types.parts import NUM_PARTS, PART_INDEX, PART_NAMES
 
 
 def _masks(b: int = 2, size: int = 32) -> torch.Tensor:

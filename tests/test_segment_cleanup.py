@@ -19,7 +19,7 @@ from fit3dmm.observe.cleanup import (
     upper_common_tangent,
 )
 from fit3dmm.observe.crop import apply_affine, crop_matrix
-from fit3dmm.parts import NUM_PARTS, PART_INDEX
+from fit3dmm.types.parts import NUM_PARTS, PART_INDEX
 
 
 def _ellipse_mask(shape: tuple[int, int], center: tuple[int, int], axes: tuple[int, int], angle: float

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from fit3dmm.cli import main
-from fit3dmm.parts import BACKGROUND_COLOR, HAIR_COLOR, PART_COLORS, PART_INDEX
+from fit3dmm.types.parts import BACKGROUND_COLOR, HAIR_COLOR, PART_COLORS, PART_INDEX
 
 SHARED = Path(os.environ.get("FIT3DMM_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 FASSEG = SHARED / "datasets" / "fasseg-frontal"

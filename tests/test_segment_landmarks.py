@@ -35,7 +35,7 @@ from fit3dmm.observe.segment import (
     segment_observation,
     segment_with_label_map,
 )
-from fit3dmm.parts import HAIR_COLOR, NUM_PARTS, PART_COLORS, PART_INDEX
+from fit3dmm.types.parts import HAIR_COLOR, NUM_PARTS, PART_COLORS, PART_INDEX
 
 SHARED = Path(os.environ.get("FIT3DMM_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 FASSEG = SHARED / "datasets" / "fasseg-frontal"

@@ -9,13 +9,15 @@ from typing import NoReturn
 
 import click
 
+from fit3dmm import defaults
+
 
 def fail(message: str) -> NoReturn:
     """Stop the command with a one-line error and exit code 1."""
     raise click.ClickException(message)
 
 
-def _parse_weights(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, float]:
+def parse_weights(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, float]:
     from fit3dmm.losses.registry import parse_weight_options
 
     try:
@@ -26,7 +28,7 @@ def _parse_weights(ctx: click.Context, param: click.Parameter, value: tuple[str,
 
 def loss_options(func: Callable) -> Callable:
     """``--loss LIST`` and repeatable ``--weight NAME=VALUE``."""
-    func = click.option("--weight", "weights", multiple=True, callback=_parse_weights,
+    func = click.option("--weight", "weights", multiple=True, callback=parse_weights,
                         help="Override a loss weight, e.g. --weight prdl=0.8e-3 (repeatable).")(func)
     return click.option("--loss", "losses", default=None,
                         help="Comma-separated losses among lmk, reg, pho, prdl, softras, icp, icp_rev, chamfer, "
@@ -35,8 +37,27 @@ def loss_options(func: Callable) -> Callable:
 
 def model_option(func: Callable) -> Callable:
     """``--model NAME|PATH``."""
-    return click.option("--model", default="ict", show_default=True,
+    return click.option("--model", default=defaults.DEFAULT_MODEL, show_default=True,
                         help="Face model name (ict, bfm2009, 3ddfa_v3) or a model folder/file.")(func)
+
+
+def schedule_options(func: Callable) -> Callable:
+    """``--iterations`` and ``--rigid-iterations`` (defaults of :mod:`fit3dmm.defaults`)."""
+    func = click.option("--rigid-iterations", default=defaults.RIGID_ITERATIONS, show_default=True,
+                        type=click.IntRange(0, 100000), help="Adam iterations on the pose before that.")(func)
+    return click.option("--iterations", default=defaults.ITERATIONS, show_default=True,
+                        type=click.IntRange(0, 100000), help="Adam iterations on all coefficients.")(func)
+
+
+def size_option(func: Callable) -> Callable:
+    """``--size``: the working crop."""
+    return click.option("--size", default=defaults.CROP_SIZE, show_default=True, type=click.IntRange(64, 1024),
+                        help="Working crop size in pixels.")(func)
+
+
+def device_option(func: Callable) -> Callable:
+    """``--device``."""
+    return click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")(func)
 
 
 @contextmanager

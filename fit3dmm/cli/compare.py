@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fit3dmm.cli.common import _parse_weights, fail, model_option
+from fit3dmm.cli.common import device_option, fail, model_option, parse_weights, schedule_options, size_option
 from fit3dmm.losses.registry import GEOMETRIC_LOSSES
 from fit3dmm.observe.labelmaps import FORMATS
 
@@ -19,7 +19,7 @@ GROUP_CHOICES = ("auto", "fasseg", "fasseg-sides", "parts")
               help="Output folder: table.md, table.csv, per_image.csv, figure.png, figures/.")
 @click.option("--losses", default=",".join(GEOMETRIC_LOSSES), show_default=True,
               help="Comma-separated geometric losses, each fitted alone.")
-@click.option("--weight", "weights", multiple=True, callback=_parse_weights,
+@click.option("--weight", "weights", multiple=True, callback=parse_weights,
               help="Override a loss weight, e.g. --weight prdl=1e-3 or --weight reg=0 (repeatable).")
 @click.option("--no-reg", is_flag=True, help="Fit each loss without the coefficient regulariser.")
 @click.option("--seg", "segs", multiple=True, type=click.Path(path_type=Path),
@@ -34,22 +34,19 @@ GROUP_CHOICES = ("auto", "fasseg", "fasseg-sides", "parts")
               help="Scored regions: FASSEG classes (eyes, nose, mouth, skin), the same plus each eye (the mean "
                    "stays over the four classes), or every part; auto = fasseg for FASSEG labels, else parts.")
 @model_option
-@click.option("--iterations", default=200, show_default=True, type=click.IntRange(0, 100000),
-              help="Adam iterations on identity, expression and pose.")
-@click.option("--rigid-iterations", default=60, show_default=True, type=click.IntRange(0, 100000),
-              help="Iterations of the shared rigid stage (pose from landmarks).")
+@schedule_options
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1, 1024),
               help="Faces fitted together (results do not depend on it; on CPU 1 is fastest per face).")
-@click.option("--size", default=224, show_default=True, type=click.IntRange(64, 1024), help="Working crop size.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@size_option
+@device_option
 @click.option("--figure-rows", default=8, show_default=True, type=click.IntRange(0, 1000),
               help="Photos stacked in figure.png (every photo gets figures/<name>.png).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def compare(images, out, losses, weights, no_reg, segs, seg_format, dataset, split, limit, groups, model, iterations,
             rigid_iterations, batch, size, device, figure_rows, quiet) -> None:
     """Fit each geometric loss alone to IMAGES (or --dataset) and write Part IoU tables and figures."""
-    from fit3dmm.compare import LabelledPhoto, fasseg_photos, run_compare
-    from fit3dmm.fitting.engine import FitConfig
+    from fit3dmm.api import ObserveOptions, Schedule
+    from fit3dmm.evaluate import LabelledPhoto, fasseg_photos, run_compare
     from fit3dmm.metrics.fit_metrics import FASSEG_GROUPS, FASSEG_GROUPS_BY_SIDE, PART_GROUPS
     from fit3dmm.metrics.report import markdown_table
     from fit3dmm.observe.image import find_images
@@ -72,12 +69,12 @@ def compare(images, out, losses, weights, no_reg, segs, seg_format, dataset, spl
     chosen = {"auto": None, "fasseg": FASSEG_GROUPS, "fasseg-sides": FASSEG_GROUPS_BY_SIDE,
               "parts": PART_GROUPS}[groups]
     mean_groups = list(FASSEG_GROUPS) if groups == "fasseg-sides" else None
-    config = FitConfig(iterations=iterations, rigid_iterations=rigid_iterations)
+    schedule = Schedule(iterations=iterations, rigid_iterations=rigid_iterations)
     report = None if quiet else (lambda line: click.echo(line, err=True))
     evaluation, written, failures = run_compare(
-        photos, losses.split(","), out, model=model, weights=weights, regularize=not no_reg, config=config,
-        groups=chosen, mean_groups=mean_groups, batch_size=batch, size=size, device=device, figure_rows=figure_rows,
-        progress=report)
+        photos, losses.split(","), out, model=model, weights=weights, regularize=not no_reg, schedule=schedule,
+        observe=ObserveOptions(size=size), groups=chosen, mean_groups=mean_groups, batch_size=batch, device=device,
+        figure_rows=figure_rows, progress=report)
     click.echo(markdown_table(evaluation.summary_rows(), evaluation.table_columns()))
     if failures:
         click.echo(f"skipped {len(failures)} photo(s): " + "; ".join(f"{k} ({v})" for k, v in failures.items()))

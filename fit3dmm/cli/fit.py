@@ -12,7 +12,15 @@ from pathlib import Path
 
 import click
 
-from fit3dmm.cli.common import loss_options, model_option, progress_bar
+from fit3dmm import defaults
+from fit3dmm.cli.common import (
+    device_option,
+    loss_options,
+    model_option,
+    progress_bar,
+    schedule_options,
+    size_option,
+)
 
 
 class _BatchBar:
@@ -31,7 +39,7 @@ class _BatchBar:
         self.bar = tqdm(total=total, unit="photo", dynamic_ncols=True, disable=not self.show, file=sys.stderr)
 
     def photo_done(self, outcome) -> None:
-        from fit3dmm.batch import STATUS_OK
+        from fit3dmm.defaults import STATUS_OK
 
         for row in outcome.rows:
             if row["status"] != STATUS_OK:
@@ -53,23 +61,19 @@ class _BatchBar:
                    "single photo.")
 @loss_options
 @model_option
-@click.option("--iterations", default=200, show_default=True, type=click.IntRange(0, 100000),
-              help="Adam iterations on all coefficients.")
-@click.option("--rigid-iterations", default=60, show_default=True, type=click.IntRange(0, 100000),
-              help="Adam iterations on the pose before that.")
+@schedule_options
 @click.option("--init", "init", type=click.Path(path_type=Path), default=None,
               help="A regressor from `fit3dmm train` (RUN/model.pt): its prediction starts each fit instead of "
                    "the landmark PnP pose and the mean face; pair it with fewer --iterations and "
                    "--rigid-iterations 0.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed of the fit.")
-@click.option("--size", default=224, show_default=True, type=click.IntRange(64, 1024),
-              help="Working crop size in pixels.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@size_option
+@device_option
 @click.option("--faces", type=click.Choice(["largest", "all"]), default="largest", show_default=True,
               help="Fit the largest face of each photo, or every face (files face0.*, face1.*, ...).")
-@click.option("--min-face-size", default=40.0, show_default=True, type=click.FloatRange(0, 1e6),
+@click.option("--min-face-size", default=defaults.MIN_FACE_SIZE, show_default=True, type=click.FloatRange(0, 1e6),
               help="Refuse faces whose landmark box is smaller (photo pixels).")
-@click.option("--detect-max-side", default=2048, show_default=True, type=click.IntRange(64, 16384),
+@click.option("--detect-max-side", default=defaults.DETECT_MAX_SIDE, show_default=True, type=click.IntRange(64, 16384),
               help="Larger photos are shrunk to this side for the detector (the crop uses the full photo).")
 @click.option("--format", "mesh_format", type=click.Choice(["obj", "ply", "glb"]), default=None,
               help="Mesh format in a folder (default obj); with a mesh path, its extension decides.")
@@ -102,31 +106,26 @@ def fit(ctx, images, out, losses, weights, model, iterations, rigid_iterations, 
         seg_format, batch_size, jobs, overwrite, recursive, quiet) -> None:
     """Fit the face model to IMAGES (files, folders or glob patterns) and write a mesh, parameters (JSON) and
     an overlay PNG per face."""
-    from fit3dmm import api, batch
-    from fit3dmm.fitting.engine import FitConfig, fit_observation
+    from fit3dmm import batch
+    from fit3dmm.api import ObserveOptions, Pipeline, Schedule
     from fit3dmm.io.outputs import OutputOptions
-    from fit3dmm.models.annotate import ensure_annotations
 
     outputs = OutputOptions(mesh_format=mesh_format or "obj", color=color, space=space, overlay=overlay, npz=npz,
                             depth=depth, parts=parts, texture_size=texture_size)
-    options = batch.BatchOptions(faces=faces, batch_size=batch_size, jobs=jobs, overwrite=overwrite, size=size,
-                                 min_face_size=min_face_size, detect_max_side=detect_max_side, outputs=outputs)
-    config = FitConfig(iterations=iterations, rigid_iterations=rigid_iterations, seed=seed)
-    request = batch.check_request(images, out, options, mesh_format=mesh_format, losses=losses, weights=weights,
-                                  seg=seg, seg_format=seg_format, recursive=recursive)
-    dev = api.resolve_device(device)
-    face_model = api.load_model(model)
-    fitter = api.regressor_start(init, face_model) if init is not None else fit_observation
-    weights_map, segment = batch.select_losses(face_model, losses, weights, seg)
-    if segment and not face_model.has_parts:
-        click.echo(f"annotating {face_model.name} with Algorithm 1 (once; cached for later runs)...", err=True)
-        ensure_annotations(face_model)
-    batch.check_model_outputs(face_model, outputs if request.mesh_target is None else request.single_outputs)
-    setup = batch.FitSetup(face_model.to(dev), weights_map, config, options, segment=segment, seg=seg,
-                           seg_format=seg_format, fitter=fitter)
+    options = batch.BatchOptions(batch_size=batch_size, jobs=jobs, overwrite=overwrite, outputs=outputs)
+    observe = ObserveOptions(size=size, faces=faces, min_face_size=min_face_size, detect_max_side=detect_max_side)
+    request = batch.check_request(images, out, options, faces=faces, mesh_format=mesh_format, losses=losses,
+                                  weights=weights, seg=seg, seg_format=seg_format, recursive=recursive)
+    pipeline = Pipeline.create(model=model, losses=losses, weights=weights, observe=observe, device=device,
+                               schedule=Schedule(iterations=iterations, rigid_iterations=rigid_iterations, seed=seed),
+                               init=init, on_annotate=lambda line: click.echo(line, err=True))
+    if request.labels is not None:
+        pipeline.check_labels(str(request.labels.path))
+    batch.check_model_outputs(pipeline.model, request.outputs)
     if request.mesh_target is not None:
         with progress_bar(quiet, request.paths[0].name) as report:
-            written, fitted = batch.fit_to_mesh_path(request.paths[0], request.mesh_target, setup, progress=report)
+            written, fitted = batch.fit_to_mesh_path(request.paths[0], request.mesh_target, pipeline, request.outputs,
+                                                     labels=request.labels, progress=report)
         if not quiet:
             err = batch.face_row(fitted)["landmark_error_px"]
             click.echo(f"{request.paths[0]}: mean 68-landmark distance {err:.2f} px; wrote "
@@ -135,7 +134,7 @@ def fit(ctx, images, out, losses, weights, model, iterations, rigid_iterations, 
     bar = _BatchBar(quiet)
     try:
         with batch.terminate_as_interrupt():
-            summary = batch.run_batch(request.paths, out, setup, progress=bar)
+            summary = batch.run_batch(request.paths, out, pipeline, options, labels=request.labels, progress=bar)
     finally:
         bar.close()
     if not quiet:

@@ -60,8 +60,8 @@ def install_command(kind: str, source: Path, dest: Path | None, force: bool) -> 
 def annotate_command(model: str, views: int, seed: int, figure: Path | None) -> None:
     """Build the model's part annotation and dense landmark correspondence (the paper's Algorithm 1) and
     cache them next to the model in the user cache; reproducible for a given --views/--seed."""
+    from fit3dmm.annotate import AnnotationConfig, annotation_figure, ensure_annotations
     from fit3dmm.io.images import write_png
-    from fit3dmm.models.annotate import AnnotationConfig, annotation_figure, ensure_annotations
     from fit3dmm.models.store import assets_dir, load_model
 
     face_model = load_model(model)

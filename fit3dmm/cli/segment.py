@@ -26,21 +26,20 @@ def segment(image: Path, out: Path, seg: Path | None, seg_format: str | None, po
     """Segment the largest face of IMAGE into the PRDL parts and write the part map and an overlay."""
     from PIL import Image
 
+    from fit3dmm.api import ObserveOptions, default_detector
     from fit3dmm.io.atomic import atomic_files
     from fit3dmm.observe.crop import apply_affine
-    from fit3dmm.observe.detect import MediaPipeDetector
     from fit3dmm.observe.image import load_image
     from fit3dmm.observe.labelmaps import load_label_map
-    from fit3dmm.observe.observe import observe_face
+    from fit3dmm.observe.observe import observe_photo
     from fit3dmm.observe.segment import (
         color_part_map,
         draw_point_sets,
         overlay_part_map,
         segment_from_landmarks,
-        segment_observation,
         segment_with_label_map,
     )
-    from fit3dmm.parts import PART_NAMES
+    from fit3dmm.types.parts import PART_NAMES
 
     if (seg is None) != (seg_format is None):
         fail("--seg and --seg-format go together: give both or neither")
@@ -50,19 +49,21 @@ def segment(image: Path, out: Path, seg: Path | None, seg_format: str | None, po
         fail(f"{out}: the folder {out.parent} does not exist")
     photo = load_image(image)
     parts = load_label_map(seg, seg_format, photo.shape[:2]) if seg is not None else None
-    with MediaPipeDetector(max_faces=1) as detector:
-        faces = detector.detect(photo)
-    if not faces:
-        fail(f"{image}: no face found")
-    face = faces[0]
+    # the observe path of `fit`: same detection size, face-size rule, crop, segmentation and point sets
+    detector = default_detector()
+    try:
+        observation = observe_photo(photo, detector, ObserveOptions(size=size, segment=True), name=str(image),
+                                    labels=parts)[0]
+    finally:
+        detector.close()
+    landmarks = observation.crop_points_to_photo(observation.landmarks.double())[0].cpu().numpy()
     if parts is None:
-        result = segment_from_landmarks(face.landmarks, photo.shape[:2], photo)
+        result = segment_from_landmarks(landmarks, photo.shape[:2], photo)
     else:
-        result = segment_with_label_map(parts, face.landmarks)
+        result = segment_with_label_map(parts, landmarks)
     colors = color_part_map(result.labels, result.hair)
     overlay = overlay_part_map(photo, colors, (result.labels >= 0) | result.hair)
     if points:  # the point sets the fitting uses: computed in the crop, drawn in the photo
-        observation = segment_observation(observe_face(photo, face, size=size), parts)
         matrix = observation.crop_to_photo[0].double().cpu().numpy()
         sets = {name: apply_affine(matrix, observation.points[name].item(0).double().cpu().numpy())
                 for p, name in enumerate(PART_NAMES) if observation.part_weights[0, p] > 0}

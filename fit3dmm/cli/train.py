@@ -105,8 +105,8 @@ def predict(images, regressor, out, model, device, color, space, quiet) -> None:
     """Reconstruct IMAGES with a trained regressor alone (no fitting); writes the same files as `fit`."""
     from fit3dmm.api import landmark_error, load_model
     from fit3dmm.io.outputs import OutputPaths, save_outputs
+    from fit3dmm.models.regressor import check_model, load_regressor
     from fit3dmm.observe.image import find_images, load_image
-    from fit3dmm.train.regressor import check_model, load_regressor
     from fit3dmm.train.run import predict_photo
 
     net, meta = load_regressor(regressor)

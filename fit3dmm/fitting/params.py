@@ -8,6 +8,9 @@ from torch import Tensor, nn
 from fit3dmm.models.face_model import FaceModel
 from fit3dmm.render.camera import axis_angle_to_matrix
 
+COEFFICIENTS = ("identity", "expression", "rotation", "translation", "albedo", "lighting")
+"""The names of the coefficients, in :meth:`FitParameters.as_dict` order."""
+
 # Deep3DFaceRecon's SH initialisation: ambient 0.8 on the first band of each colour channel
 SH_INIT_AMBIENT = 0.8
 
@@ -17,7 +20,7 @@ class FitParameters(nn.Module):
 
     ``identity`` (B, K) and ``expression`` (B, E) are model coefficients; when the model bounds its
     expressions (ICT's ARKit blendshape weights live in [0, 1]) they are kept in the box by projection after
-    every optimiser step (:meth:`project`), which keeps exact zeros and unbiased Adam steps inside the box.
+    every optimiser step (:meth:`clamp_`), which keeps exact zeros and unbiased Adam steps inside the box.
     ``rotation`` (B, 3) is an axis-angle vector (no gimbal lock), ``translation`` (B, 3) in cm.
     """
 
@@ -46,8 +49,8 @@ class FitParameters(nn.Module):
         return axis_angle_to_matrix(self.rotation)
 
     @torch.no_grad()
-    def project(self) -> None:
-        """Clamp bounded coefficients back into their box (after each optimiser step)."""
+    def clamp_(self) -> None:
+        """Clamp bounded coefficients back into their box, in place (after each optimiser step)."""
         if self.expression_range is not None:
             self.expression.clamp_(*self.expression_range)
 

@@ -14,11 +14,11 @@ from torch import Tensor
 from fit3dmm.fitting.params import FitParameters
 from fit3dmm.losses.base import Prediction
 from fit3dmm.models.face_model import FaceModel
-from fit3dmm.observe.observation import Observation, PointSet
-from fit3dmm.parts import PART_NAMES
 from fit3dmm.render.camera import PerspectiveCamera, transform_points
 from fit3dmm.render.rasterize import vertex_visibility
 from fit3dmm.render.shading import render_shaded, vertex_normals
+from fit3dmm.types.observation import Observation, PointSet
+from fit3dmm.types.parts import PART_NAMES
 
 
 def _pad_lines(lines: list[np.ndarray], device: torch.device) -> tuple[Tensor, Tensor]:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from fit3dmm.io.atomic import atomic_write
-from fit3dmm.parts import BACKGROUND_COLOR, HAIR_COLOR, NUM_PARTS, PART_COLORS
+from fit3dmm.types.parts import BACKGROUND_COLOR, HAIR_COLOR, NUM_PARTS, PART_COLORS
 
 DEPTH_UNITS_PER_CM = 100
 """Depth PNG values per centimetre (1 unit = 0.1 mm)."""
@@ -46,9 +46,9 @@ def write_png(path: str | Path, image: np.ndarray) -> None:
 def colorize_labels(labels: np.ndarray, hair_index: int | None = None) -> np.ndarray:
     """Colour-code a part label map: (H, W) int → (H, W, 3) uint8 RGB.
 
-    Labels index :data:`fit3dmm.parts.PART_NAMES` (colours :data:`~fit3dmm.parts.PART_COLORS`); −1 is
-    background (:data:`~fit3dmm.parts.BACKGROUND_COLOR`) and ``hair_index``, when given, is hair
-    (:data:`~fit3dmm.parts.HAIR_COLOR`).  Any other value is an error.
+    Labels index :data:`fit3dmm.types.parts.PART_NAMES` (colours :data:`~fit3dmm.types.parts.PART_COLORS`); −1 is
+    background (:data:`~fit3dmm.types.parts.BACKGROUND_COLOR`) and ``hair_index``, when given, is hair
+    (:data:`~fit3dmm.types.parts.HAIR_COLOR`).  Any other value is an error.
     """
     labels = np.asarray(labels)
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):

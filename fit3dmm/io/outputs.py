@@ -41,13 +41,13 @@ import cv2
 import numpy as np
 import torch
 
-from fit3dmm.fitting.result import FitResult
 from fit3dmm.io.images import colorize_labels, write_depth_png, write_png
 from fit3dmm.io.mesh import MESH_FORMATS, bake_texture, sample_vertex_colors, write_mesh
 from fit3dmm.io.params import result_to_dict, write_params_json, write_params_npz
 from fit3dmm.render.overlay import draw_points, overlay_mesh
 from fit3dmm.render.rasterize import rasterize, render_labels, vertex_visibility
 from fit3dmm.render.shading import vertex_normals
+from fit3dmm.types.result import FitResult
 
 if TYPE_CHECKING:
     from fit3dmm.models.face_model import FaceModel

@@ -20,8 +20,8 @@ import numpy as np
 from torch import Tensor
 
 from fit3dmm import __version__
-from fit3dmm.fitting.result import FitResult
 from fit3dmm.io.atomic import atomic_write
+from fit3dmm.types.result import FitResult
 
 SCHEMA_NAME = "fit3dmm.params"
 SCHEMA_VERSION = "1.0"

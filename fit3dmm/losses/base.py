@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from fit3dmm.observe.observation import Observation, PointSet
+from fit3dmm.types.observation import Observation, PointSet
 
 
 @dataclass

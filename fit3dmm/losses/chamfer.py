@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from fit3dmm.losses.icp import PointSetLoss, icp_distance
-from fit3dmm.observe.observation import PointSet
+from fit3dmm.types.observation import PointSet
 
 
 def chamfer_distance(a: PointSet, b: PointSet, squared: bool = True) -> Tensor:

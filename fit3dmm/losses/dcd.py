@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from fit3dmm.losses.icp import PointSetLoss, nearest_in_target
-from fit3dmm.observe.observation import PointSet
+from fit3dmm.types.observation import PointSet
 
 
 def dcd_one_way(

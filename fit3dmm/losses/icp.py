@@ -21,9 +21,9 @@ from abc import abstractmethod
 from torch import Tensor
 
 from fit3dmm.losses.base import Loss, Prediction
-from fit3dmm.observe.observation import Observation, PointSet
 from fit3dmm.ops.nearest import nearest_distance
-from fit3dmm.parts import PART_NAMES
+from fit3dmm.types.observation import Observation, PointSet
+from fit3dmm.types.parts import PART_NAMES
 
 
 def nearest_in_target(source: PointSet, target: PointSet, squared: bool = True) -> tuple[Tensor, Tensor]:

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from fit3dmm.losses.base import Loss, Prediction
-from fit3dmm.observe.observation import Observation
+from fit3dmm.types.observation import Observation
 
 # Deep3DFaceRecon weights the 68 points 1, except the nose (28-30) and the inner and outer mouth (48-67) x20
 LANDMARK68_WEIGHTS = torch.ones(68)

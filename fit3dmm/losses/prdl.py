@@ -27,13 +27,13 @@ import torch
 from torch import Tensor
 
 from fit3dmm.losses.base import Loss, Prediction
-from fit3dmm.observe.observation import Observation, PointSet
 from fit3dmm.ops.checks import check_point_sets
 from fit3dmm.ops.direct import direct_distance_reduce
 from fit3dmm.ops.distance_sum import DistanceSumPlan, distance_sum_plan, grid_distance_sum
 from fit3dmm.ops.grid import AnchorGrid
 from fit3dmm.ops.nearest import farthest_index, indexed_distance, nearest_index
-from fit3dmm.parts import NUM_PARTS, PART_NAMES
+from fit3dmm.types.observation import Observation, PointSet
+from fit3dmm.types.parts import NUM_PARTS, PART_NAMES
 
 STATS = ("min", "max", "ave")
 IMPLS = ("fast", "dense")
@@ -114,7 +114,7 @@ def prdl_loss(
 
     Args:
         prediction: part name → predicted set V_p (B, N_p, 2); parts not given contribute 0.
-        target: (B, P, A, F) target descriptors Γ(C_p) in :data:`~fit3dmm.parts.PART_NAMES` order, from
+        target: (B, P, A, F) target descriptors Γ(C_p) in :data:`~fit3dmm.types.parts.PART_NAMES` order, from
             :func:`prdl_descriptor` with the same anchors and stats.
         target_valid: (B, P) bool, False where C_p is empty (the part is skipped).
         weights: (B, P) part weights w_p, or None for 1.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from fit3dmm.losses.base import Loss, Prediction
-from fit3dmm.observe.observation import Observation
+from fit3dmm.types.observation import Observation
 
 
 def coefficient_l2(coefficients: Tensor, std: Tensor | None = None) -> Tensor:

@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 from fit3dmm.losses.base import Loss, Prediction
-from fit3dmm.observe.observation import Observation
-from fit3dmm.parts import NUM_PARTS
 from fit3dmm.render.soft import ndc_sigma_to_pixels, soft_silhouettes
+from fit3dmm.types.observation import Observation
+from fit3dmm.types.parts import NUM_PARTS
 
 
 def triangle_labels_from_vertices(vertex_labels: Tensor, triangles: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Metrics of a :class:`~fit3dmm.fitting.result.FitResult` against photo-level ground truth.
+"""Metrics of a :class:`~fit3dmm.types.result.FitResult` against photo-level ground truth.
 
 * **Part IoU of a fit** (the paper's Table 1 metric, with a renderer standing in for its parser).  The fitted
   mesh's face-region triangles (``result.face_triangles``) are rasterised with a hard z-buffer at the photo's
@@ -27,13 +27,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fit3dmm.fitting.result import FitResult
 from fit3dmm.metrics._array import ArrayLike, as_tensor
 from fit3dmm.metrics.nme import nme
 from fit3dmm.metrics.part_iou import merged_part_iou, part_iou
 from fit3dmm.metrics.pose import pose_mae
-from fit3dmm.parts import NUM_PARTS, PART_NAMES
 from fit3dmm.render.rasterize import render_labels
+from fit3dmm.types.parts import NUM_PARTS, PART_NAMES
+from fit3dmm.types.result import FitResult
 
 #: every part scored on its own
 PART_GROUPS: dict[str, tuple[str, ...]] = {name: (name,) for name in PART_NAMES}
@@ -72,7 +72,7 @@ def render_fit_labels(
         part_labels: (V,) int64 part index per full-model vertex (``FaceModel.part_labels``), −1 = none.
         image_size: (H, W) of the frame; default :func:`photo_frame`.
     Returns:
-        (B, H, W) int64 part labels (:data:`~fit3dmm.parts.PART_NAMES` order), −1 = no part, on the device of
+        (B, H, W) int64 part labels (:data:`~fit3dmm.types.parts.PART_NAMES` order), −1 = no part, on the device of
         ``result.vertices_photo``.
     """
     points = result.vertices_photo.detach()
@@ -120,7 +120,7 @@ def fit_part_iou(
     Args:
         result: a fit of B faces.
         part_labels: (V,) int64 the model's part label per vertex.
-        target_masks: (B, 8, H, W) bool masks in :data:`~fit3dmm.parts.PART_NAMES` order in photo pixels
+        target_masks: (B, 8, H, W) bool masks in :data:`~fit3dmm.types.parts.PART_NAMES` order in photo pixels
             (e.g. :func:`~fit3dmm.observe.labelmaps.load_label_map`'s ``masks``; padded with :func:`pad_masks`
             for photos of different sizes).
         groups: unions of parts to score (e.g. :data:`FASSEG_GROUPS`); None scores each part on its own.

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from fit3dmm.metrics._array import ArrayLike, as_tensor, like_input
-from fit3dmm.parts import NUM_PARTS, PART_INDEX, PART_NAMES
+from fit3dmm.types.parts import NUM_PARTS, PART_INDEX, PART_NAMES
 
 
 def _validated(pred_labels: ArrayLike, target_masks: ArrayLike, part_weights: ArrayLike | None
@@ -70,7 +70,7 @@ def part_iou(pred_labels: ArrayLike, target_masks: ArrayLike, part_weights: Arra
     """Per-part IoU of a label map against per-part target masks.
 
     Args:
-        pred_labels: (B, H, W) integer part index per pixel (:data:`~fit3dmm.parts.PART_NAMES` order when
+        pred_labels: (B, H, W) integer part index per pixel (:data:`~fit3dmm.types.parts.PART_NAMES` order when
             P = 8), -1 = no part.
         target_masks: (B, P, H, W) bool target mask of each part (masks may overlap).
         part_weights: optional (B, P) non-negative weights; 0 marks a part absent from the target.
@@ -93,9 +93,9 @@ def merged_part_iou(pred_labels: ArrayLike, target_masks: ArrayLike, groups: Map
     "eyes" class may put that mask in either eye's channel, or in both.
 
     Args:
-        pred_labels: (B, H, W) integer part index per pixel (:data:`~fit3dmm.parts.PART_NAMES` order),
+        pred_labels: (B, H, W) integer part index per pixel (:data:`~fit3dmm.types.parts.PART_NAMES` order),
             -1 = no part.
-        target_masks: (B, 8, H, W) bool masks in :data:`~fit3dmm.parts.PART_NAMES` order.
+        target_masks: (B, 8, H, W) bool masks in :data:`~fit3dmm.types.parts.PART_NAMES` order.
         groups: group name → non-empty list of part names.
         part_weights: optional (B, 8) non-negative weights; 0 marks a part absent from the target.
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from fit3dmm.models.bfm import DM_TO_CM, check_face_size, orient_outward
 from fit3dmm.models.face_model import FaceModel, FaceModelAssets, file_checksum
-from fit3dmm.parts import NUM_PARTS, PART_INDEX
+from fit3dmm.types.parts import NUM_PARTS, PART_INDEX
 
 DDFA_V3_FILE = "face_model.npy"
 DDFA_V3_REQUIRED = ("u", "id", "exp", "u_alb", "alb", "tri", "ldm68", "annotation", "parallel")
@@ -63,7 +63,7 @@ def ddfa_v3_path(path: str | Path) -> Path:
 
 
 def _side_pairs(mean: np.ndarray, lists: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """Name the 8 annotation lists with :data:`fit3dmm.parts.PART_NAMES` names.
+    """Name the 8 annotation lists with :data:`fit3dmm.types.parts.PART_NAMES` names.
 
     The eye and eyebrow pairs are named by geometry, not by the file's labels (whose "right" is not
     documented): the one with the larger mean x is the subject's left (+x in the model frame).
@@ -77,7 +77,7 @@ def _side_pairs(mean: np.ndarray, lists: list[np.ndarray]) -> dict[str, np.ndarr
 
 
 def part_labels_from_annotation(mean: np.ndarray, annotation: list[np.ndarray]) -> np.ndarray:
-    """3DDFA-V3's 8 part vertex lists → (V,) labels in :data:`fit3dmm.parts.PART_NAMES` order, -1 elsewhere.
+    """3DDFA-V3's 8 part vertex lists → (V,) labels in :data:`fit3dmm.types.parts.PART_NAMES` order, -1 elsewhere.
 
     Args:
         mean: (V, 3) mean shape in the fit3dmm frame (+x towards the subject's left).

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fit3dmm.parts import NUM_PARTS, PART_NAMES
+from fit3dmm.types.parts import NUM_PARTS, PART_NAMES
 
 
 @dataclass
@@ -33,7 +33,7 @@ class FaceModelOutput:
 class FaceModelAssets:
     """Per-vertex annotations that are not part of the linear model itself.
 
-    ``part_labels`` (V,) int64: index into :data:`fit3dmm.parts.PART_NAMES`, -1 for no part.
+    ``part_labels`` (V,) int64: index into :data:`fit3dmm.types.parts.PART_NAMES`, -1 for no part.
     ``dense_landmarks`` (L,) int64: model vertex for each landmark of a dense detector (mediapipe's 478),
     -1 where no vertex corresponds.  ``source`` says where they came from (file, command).
     """

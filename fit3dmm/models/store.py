@@ -28,6 +28,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from fit3dmm.defaults import DEFAULT_MODEL
 from fit3dmm.io.atomic import atomic_write
 from fit3dmm.models.bfm import (
     BFM_CONVERTED_FILES,
@@ -42,7 +43,6 @@ from fit3dmm.models.ict import ICT_NPZ, load_ict
 from fit3dmm.models.ict_obj import ICT_INDEX_JSON, check_ict_npz, convert_ict_checkout, find_facex_folder
 
 MODEL_KINDS: tuple[str, ...] = ("ict", "bfm2009", "3ddfa_v3")
-DEFAULT_MODEL = "ict"
 ASSETS_FILE = "annotations.npz"
 _LICENSE_NAMES = ("LICENSE", "LICENSE.txt", "LICENSE.md")
 _MODEL_FILE_NAMES: dict[str, tuple[str, ...]] = {

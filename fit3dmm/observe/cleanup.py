@@ -8,7 +8,7 @@ lies on it or below it.  It is returned as (a, b, c) with a² + b² = 1, oriente
 
     a·x + b·y + c < 0   ⇔   (x, y) lies above the brows (removed),
 
-the convention of :attr:`fit3dmm.observe.observation.Observation.forehead_line`.  Points on the line (within
+the convention of :attr:`fit3dmm.types.observation.Observation.forehead_line`.  Points on the line (within
 :data:`LINE_TOLERANCE` px) are kept, so the brows themselves survive.
 """
 
@@ -19,7 +19,7 @@ import itertools
 import cv2
 import numpy as np
 
-from fit3dmm.parts import NUM_PARTS, PART_INDEX
+from fit3dmm.types.parts import NUM_PARTS, PART_INDEX
 
 LINE_TOLERANCE = 1e-3
 """Pixels/points with a·x + b·y + c ≥ −LINE_TOLERANCE count as on or below the forehead line (kept);
@@ -182,7 +182,7 @@ def clean_part_masks(
     min_fraction: float = 0.05,
     face_margin: int = 0,
 ) -> np.ndarray:
-    """The paper's clean-up of (P, H, W) bool part masks in :data:`~fit3dmm.parts.PART_NAMES` order.
+    """The paper's clean-up of (P, H, W) bool part masks in :data:`~fit3dmm.types.parts.PART_NAMES` order.
 
     In this order: hair is taken out of the skin (hair never counts as skin); skin outside ``face`` (grown
     by ``face_margin``) is dropped (:func:`drop_ears`); every part loses what lies above ``forehead_line``;

@@ -63,7 +63,7 @@ import numpy as np
 from PIL import Image
 
 from fit3dmm.observe.crop import warp_to_crop
-from fit3dmm.parts import NUM_PARTS, PART_INDEX, PART_NAMES
+from fit3dmm.types.parts import NUM_PARTS, PART_INDEX, PART_NAMES
 
 # class index → fit3dmm target: a part name, "hair", "eye"/"brow" (side by position), or None (ignored)
 _LAPA_HELEN = (None, "skin", "brow", "brow", "eye", "eye", "nose", "up_lip", None, "down_lip", "hair")
@@ -88,7 +88,7 @@ class LabelMapParts:
     """Part masks imported from a label map, in the photo's pixels.
 
     Attributes:
-        masks: (P, H, W) bool in :data:`~fit3dmm.parts.PART_NAMES` order.
+        masks: (P, H, W) bool in :data:`~fit3dmm.types.parts.PART_NAMES` order.
         hair: (H, W) bool hair and occluders (hats, glasses where the format has them).
         part_weights: (P,) float32, 1 for parts the format has and the map shows, else 0.
         merged: format class → the parts it covers without telling them apart (e.g. FASSEG

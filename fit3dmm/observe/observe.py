@@ -1,20 +1,130 @@
-"""Photo → :class:`Observation`: crop, landmarks, part masks and target point sets for one face."""
+"""Photo → :class:`~fit3dmm.types.observation.Observation`s: the one observe path of every entry point.
+
+:func:`observe_photo` detects the faces of a photo (on a copy shrunk to ``detect_max_side``), refuses faces
+below ``min_face_size``, cuts each face's aligned crop from the full-resolution photo (:func:`observe_face`)
+and, when asked, adds its part segmentation and target point sets (the built-in segmenter, or an imported
+label map of the photo).  The CLI, the Python API, batch runs, compare, training and the benchmarks all
+observe photos through it with one :class:`ObserveOptions`.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from fit3dmm.defaults import CROP_SIZE, DETECT_MAX_SIDE, MIN_FACE_SIZE
 from fit3dmm.observe.crop import apply_affine, crop_box, crop_matrix, warp_to_crop
-from fit3dmm.observe.detect import Detection
-from fit3dmm.observe.observation import Observation
+from fit3dmm.observe.detect import Detection, LandmarkDetector, NoFaceError
+from fit3dmm.observe.image import downscale_for_detection, points_to_full_resolution
+from fit3dmm.observe.labelmaps import LabelMapParts
+from fit3dmm.observe.points import DEFAULT_COUNTS
+from fit3dmm.observe.segment import segment_observation
+from fit3dmm.types.observation import Observation
+
+FACES = ("largest", "all")
+
+
+class FaceTooSmallError(ValueError):
+    """Faces were found, but all are smaller than the minimum size; the message names the file and sizes."""
+
+
+@dataclass(frozen=True)
+class ObserveOptions:
+    """How photos are observed.
+
+    Attributes:
+        size: side of the square working crop in pixels.
+        faces: ``"largest"`` (one face per photo) or ``"all"``.
+        min_face_size: faces whose landmark box (larger side, photo pixels) is smaller are refused.
+        detect_max_side: the detector sees a copy shrunk so that its longer side is at most this many pixels
+            (the crop is cut from the full-resolution photo); None detects on the photo itself.
+        segment: add part masks, hair, forehead line and target point sets (for losses that use parts).
+    """
+
+    size: int = CROP_SIZE
+    faces: str = "largest"
+    min_face_size: float = MIN_FACE_SIZE
+    detect_max_side: int | None = DETECT_MAX_SIDE
+    segment: bool = False
+
+    def __post_init__(self) -> None:
+        if self.faces not in FACES:
+            raise ValueError(f"--faces must be 'largest' or 'all', got {self.faces!r}")
+        if not isinstance(self.size, int) or not 64 <= self.size <= 1024:
+            raise ValueError(f"--size must be an integer in 64..1024, got {self.size!r}")
+        if not (isinstance(self.min_face_size, int | float) and 0 <= self.min_face_size < 1e6):
+            raise ValueError(f"--min-face-size must be a number ≥ 0, got {self.min_face_size!r}")
+        if self.detect_max_side is not None and (
+                not isinstance(self.detect_max_side, int) or not 64 <= self.detect_max_side <= 16384):
+            raise ValueError(f"--detect-max-side must be an integer in 64..16384, got {self.detect_max_side!r}")
+
+
+def observe_photo(
+    photo: np.ndarray,
+    detector: LandmarkDetector,
+    options: ObserveOptions,
+    *,
+    name: str = "image",
+    labels: LabelMapParts | None = None,
+) -> list[Observation]:
+    """Detect the faces of one photo and build one Observation (B = 1) per face.
+
+    Args:
+        photo: (H, W, 3) uint8 RGB.
+        detector: the landmark backend.
+        options: crop size, faces, minimum face size, detection size, segmentation.
+        name: identifier of the photo in messages and ``Observation.names`` (``<name>#<face>``).
+        labels: part masks of an imported label map of the photo, used instead of the built-in segmenter
+            (with ``options.segment``).
+    Raises:
+        NoFaceError: no face in the photo (the message names the file).
+        FaceTooSmallError: faces were found but all are below ``options.min_face_size``.
+    """
+    max_side = options.detect_max_side
+    small, scale = (photo, 1.0) if max_side is None else downscale_for_detection(photo, max_side)
+    found = detector.detect(small)
+    if scale != 1.0:
+        found = [_detection_to_full_resolution(det, scale) for det in found]
+    if not found:
+        raise NoFaceError(f"{name}: no face found")
+    big_enough = [det for det in found if det.size >= options.min_face_size]
+    if not big_enough:
+        sizes = ", ".join(f"{det.size:.0f}" for det in found)
+        raise FaceTooSmallError(f"{name}: face too small ({sizes} px landmark box, minimum "
+                                f"{options.min_face_size:g} px)")
+    chosen = big_enough[:1] if options.faces == "largest" else big_enough
+    out = []
+    for index, det in enumerate(chosen):
+        obs = observe_face(photo, det, size=options.size, name=f"{name}#{index}")
+        if options.segment:
+            obs = segment_observation(obs, labels, DEFAULT_COUNTS)
+        out.append(obs)
+    return out
+
+
+def face_size(observation: Observation) -> float:
+    """Larger side of the detected landmark box in photo pixels (dense landmarks when present)."""
+    points = observation.landmarks if observation.landmarks is not None else observation.landmarks68
+    photo = observation.crop_points_to_photo(points.double())[0]
+    extent = photo.max(0).values - photo.min(0).values
+    return float(extent.max())
+
+
+def _detection_to_full_resolution(detection: Detection, scale: float) -> Detection:
+    """A detection made on a :func:`downscale_for_detection` copy (factor ``scale``), in photo pixels."""
+    box = points_to_full_resolution(detection.box.reshape(2, 2), scale).reshape(4)
+    return Detection(landmarks=points_to_full_resolution(detection.landmarks, scale),
+                     landmarks68=points_to_full_resolution(detection.landmarks68, scale),
+                     box=box, score=detection.score)
 
 
 def observe_face(
     photo: np.ndarray,
     detection: Detection,
     *,
-    size: int = 224,
+    size: int = CROP_SIZE,
     name: str = "",
     crop_scale: float = 1.45,
 ) -> Observation:

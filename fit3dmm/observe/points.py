@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 from fit3dmm.observe.cleanup import LINE_TOLERANCE
-from fit3dmm.observe.observation import PointSet
 from fit3dmm.ops.fps import farthest_point_sampling
-from fit3dmm.parts import NUM_PARTS, PART_NAMES
+from fit3dmm.types.observation import PointSet
+from fit3dmm.types.parts import NUM_PARTS, PART_NAMES
 
 DEFAULT_COUNTS: Mapping[str, int] = {"skin": 3000}
 
@@ -44,7 +44,7 @@ def mask_point_sets(
     """The target point set of every part from a batch of part masks.
 
     Args:
-        masks: (B, P, S, S) bool in :data:`~fit3dmm.parts.PART_NAMES` order (any H × W works).
+        masks: (B, P, S, S) bool in :data:`~fit3dmm.types.parts.PART_NAMES` order (any H × W works).
         counts: part name → number of points kept by FPS (parts with fewer pixels keep them all); parts not
             named keep every pixel.  Default ``{"skin": 3000}`` as in the paper.
         forehead_line: (B, 3) lines (a, b, c) of :attr:`Observation.forehead_line`; pixels above are

@@ -4,7 +4,7 @@ No face-parsing network is needed: every part is a polygon through FaceMesh land
 centres by :func:`fill_polygon` (pixel (r, c) is in a polygon when (x, y) = (c, r) lies inside it; shared
 edges go to exactly one side).  mediapipe's ``LEFT`` contours are the subject's left (they appear on the
 image's right in a frontal photo; checked on FASSEG photos), the convention of
-:data:`~fit3dmm.parts.PART_NAMES`.
+:data:`~fit3dmm.types.parts.PART_NAMES`.
 
 | part | region |
 |---|---|
@@ -33,9 +33,9 @@ import torch
 
 from fit3dmm.observe.cleanup import brow_tangent_line, clean_part_masks, remove_above_line
 from fit3dmm.observe.labelmaps import LabelMapParts, warp_parts
-from fit3dmm.observe.observation import Observation
 from fit3dmm.observe.points import DEFAULT_COUNTS, mask_point_sets
-from fit3dmm.parts import BACKGROUND_COLOR, HAIR_COLOR, NUM_PARTS, PART_COLORS, PART_INDEX, PART_NAMES
+from fit3dmm.types.observation import Observation
+from fit3dmm.types.parts import BACKGROUND_COLOR, HAIR_COLOR, NUM_PARTS, PART_COLORS, PART_INDEX, PART_NAMES
 
 # Closed polygons of FaceMesh landmark indices (subject's left/right).  The eye, brow, lip and oval loops
 # are the documented contours of mediapipe.solutions.face_mesh_connections chained into loops (checked by
@@ -80,7 +80,7 @@ class Segmentation:
     """Part masks of one face in one pixel frame (H, W).
 
     Attributes:
-        masks: (P, H, W) bool, :data:`~fit3dmm.parts.PART_NAMES` order; pairwise disjoint, except that a
+        masks: (P, H, W) bool, :data:`~fit3dmm.types.parts.PART_NAMES` order; pairwise disjoint, except that a
             class an imported label-map format merges (FASSEG's mouth) fills each of its parts.
         hair: (H, W) bool, what is known to be hair (non-face) inside the face region; may be empty.
         labels: (H, W) int64 part index per pixel, −1 for none (hair and background).
@@ -371,7 +371,7 @@ def labels_from_masks(masks: np.ndarray) -> np.ndarray:
 
 def color_part_map(labels: np.ndarray, hair: np.ndarray | None = None) -> np.ndarray:
     """(H, W) part labels (−1 none) and optional hair mask → (H, W, 3) uint8 RGB: each part in its
-    :data:`~fit3dmm.parts.PART_COLORS`, hair (where no part) in ``HAIR_COLOR``, the rest in
+    :data:`~fit3dmm.types.parts.PART_COLORS`, hair (where no part) in ``HAIR_COLOR``, the rest in
     ``BACKGROUND_COLOR``."""
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.min(initial=0) < -1 or labels.max(initial=0) >= NUM_PARTS:

@@ -1,6 +1,6 @@
 """Training data for the regressor: observed photos (cached on disk), distillation targets, batching.
 
-A training item is one face: an :class:`~fit3dmm.observe.observation.Observation` with B = 1 (crop,
+A training item is one face: an :class:`~fit3dmm.types.observation.Observation` with B = 1 (crop,
 landmarks, part masks and point sets) and, when known, its coefficients (a synthetic face's truth, or a
 per-photo fit given with ``--targets``).  Observing a photo (detection, crop, segmentation) costs far more
 than a training step, so each observation is computed once and kept in ``<run>/cache/<sha256>.pt``; the key
@@ -9,22 +9,27 @@ covers the photo's bytes and every setting that changes the observation, so a st
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from fit3dmm import __version__
+from fit3dmm.api import FaceTooSmallError, Pipeline
+from fit3dmm.fitting.engine import one_line
 from fit3dmm.io.atomic import atomic_save
 from fit3dmm.io.params import read_params_json
+from fit3dmm.io.tables import read_csv
 from fit3dmm.models.face_model import FaceModel
-from fit3dmm.observe.observation import Observation, PointSet
-from fit3dmm.train.regressor import CoefficientLayout, Coefficients
+from fit3dmm.models.regressor import CoefficientLayout, Coefficients
+from fit3dmm.observe.detect import NoFaceError
+from fit3dmm.observe.image import load_image
+from fit3dmm.observe.points import DEFAULT_COUNTS
+from fit3dmm.types.observation import Observation
 
 CACHE_VERSION = 1
 COEFFICIENT_NAMES = ("identity", "expression", "rotation", "translation")
@@ -54,29 +59,6 @@ class TrainItem:
                 raise ValueError(f"target lacks {sorted(missing)}")
 
 
-# ----------------------------------------------------------------------------------------- serialisation
-def observation_to_dict(obs: Observation) -> dict[str, Any]:
-    """An Observation as plain tensors, lists and strings (loadable with ``torch.load(weights_only=True)``)."""
-    out: dict[str, Any] = {}
-    for f in fields(Observation):
-        value = getattr(obs, f.name)
-        if f.name == "points":
-            out[f.name] = {k: (v.points.cpu(), v.valid.cpu()) for k, v in value.items()}
-        elif isinstance(value, Tensor):
-            out[f.name] = value.detach().cpu()
-        else:
-            out[f.name] = value
-    return out
-
-
-def observation_from_dict(data: dict[str, Any]) -> Observation:
-    """Inverse of :func:`observation_to_dict`."""
-    values = dict(data)
-    values["points"] = {k: PointSet(p, v) for k, (p, v) in data.get("points", {}).items()}
-    values["names"] = list(data.get("names", []))
-    return Observation(**values)
-
-
 class ObservationCache:
     """Observations (and optional targets) on disk under ``folder``, one ``<sha256>.pt`` file per key.
 
@@ -103,13 +85,13 @@ class ObservationCache:
             return None
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
-            return TrainItem(observation_from_dict(data["observation"]), data.get("target"), data["source"])
+            return TrainItem(Observation.from_state_dict(data["observation"]), data.get("target"), data["source"])
         except Exception:  # a damaged entry is recomputed
             return None
 
     def save(self, key: str, item: TrainItem) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        data = {"observation": observation_to_dict(item.observation), "source": item.source,
+        data = {"observation": item.observation.state_dict(), "source": item.source,
                 "target": None if item.target is None else {k: v.cpu() for k, v in item.target.items()}}
         atomic_save(self.path(key), lambda p: torch.save(data, p))
 
@@ -117,46 +99,40 @@ class ObservationCache:
 # ---------------------------------------------------------------------------------------------- photos
 def observe_photos(
     paths: Sequence[Path],
+    pipeline: Pipeline,
     *,
-    size: int,
-    parts: bool,
     cache: ObservationCache | None = None,
     log: Callable[[str], None] = print,
 ) -> list[tuple[Path, Observation]]:
-    """Observe the largest face of each photo (cached); photos without a face are reported and skipped.
+    """Observe the largest face of each photo through ``pipeline`` (cached); photos without a usable face are
+    reported and skipped.
 
     Args:
-        size: crop size.
-        parts: add part masks and point sets (the built-in segmenter), as the part losses need.
+        pipeline: the observe path (crop size, detection size, minimum face size, segmentation for the losses).
         cache: where to keep the observations; None computes everything.
     """
-    from fit3dmm.api import observe, part_targets
-    from fit3dmm.observe.detect import NoFaceError, get_detector
-    from fit3dmm.observe.image import load_image
-    from fit3dmm.observe.points import DEFAULT_COUNTS
-
-    settings = f"size={size};parts={parts};counts={sorted(DEFAULT_COUNTS.items())};detector=mediapipe"
+    o = pipeline.observe_options
+    settings = (f"size={o.size};segment={o.segment};min_face_size={o.min_face_size};max_side={o.detect_max_side};"
+                f"counts={sorted(DEFAULT_COUNTS.items())};detector=mediapipe")
     out: list[tuple[Path, Observation]] = []
-    detector = None
-    try:
+    with ExitStack() as stack:
+        detector = None
         for path in paths:
             key = ObservationCache.key(Path(path).read_bytes(), settings)
             item = cache.load(key) if cache is not None else None
             if item is None:
-                detector = detector or get_detector("mediapipe")
+                if detector is None:
+                    detector = pipeline.detector_factory()
+                    stack.callback(detector.close)
                 try:
-                    obs = observe(load_image(path), detector=detector, size=size, name=Path(path).name,
-                                  segmentation=part_targets() if parts else None)[0]
-                except NoFaceError:
-                    log(f"{path}: no face found, skipped")
+                    obs = pipeline.observe(load_image(path), detector, name=Path(path).name)[0]
+                except (NoFaceError, FaceTooSmallError) as exc:
+                    log(f"{path}: {one_line(exc)}, skipped")
                     continue
                 item = TrainItem(obs)
                 if cache is not None:
                     cache.save(key, item)
             out.append((Path(path), item.observation))
-    finally:
-        if detector is not None:
-            detector.close()
     return out
 
 
@@ -195,8 +171,7 @@ def find_target(folder: str | Path, photo: str | Path) -> Path | None:
     folder, photo = Path(folder), Path(photo)
     report = folder / "report.csv"
     if report.is_file():
-        with report.open(newline="", encoding="utf-8") as handle:
-            rows = [r for r in csv.DictReader(handle) if r.get("output") and r.get("face", "0") in ("0", "")]
+        rows = [r for r in read_csv(report) if r.get("output") and r.get("face", "0") in ("0", "")]
         same = [r for r in rows if Path(r["input"]).resolve() == photo.resolve()]
         named = [r for r in rows if Path(r["input"]).name == photo.name]
         for row in same or (named if len(named) == 1 else []):

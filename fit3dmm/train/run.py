@@ -1,10 +1,10 @@
 """Folders in, trained regressor out: the Python API behind ``fit3dmm train`` and ``fit3dmm predict``.
 
-:func:`train_from_folders` observes the photos once (cached under ``<out>/cache``), adds distillation targets
-and synthetic faces, and runs :func:`~fit3dmm.train.loop.train_regressor`, as one process or under
-``torchrun`` (rank 0 observes the photos and writes the cache, the other ranks then read it).
-:func:`predict_photo` runs a trained regressor alone on a photo and returns a
-:class:`~fit3dmm.fitting.result.FitResult` with every output a fit has.
+:func:`train_from_folders` observes the photos once through the fitting pipeline (cached under
+``<out>/cache``), adds distillation targets and synthetic faces, and runs
+:func:`~fit3dmm.train.loop.train_regressor`, as one process or under ``torchrun`` (rank 0 observes the photos
+and writes the cache, the other ranks then read it).  :func:`predict_photo` runs a trained regressor alone on
+a photo and returns a :class:`~fit3dmm.types.result.FitResult` with every output a fit has.
 """
 
 from __future__ import annotations
@@ -16,41 +16,43 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fit3dmm.fitting.engine import FitConfig
-from fit3dmm.fitting.result import FitResult
+from fit3dmm.api import ObserveOptions, Pipeline, Schedule, load_model
+from fit3dmm.fitting.engine import fit_observation
 from fit3dmm.losses.registry import parse_losses
 from fit3dmm.models.face_model import FaceModel
-from fit3dmm.observe.observation import Observation
+from fit3dmm.models.regressor import CoefficientLayout, FaceRegressor, RegressorStart, check_model, load_regressor
+from fit3dmm.observe.image import load_image
+from fit3dmm.synthetic import SyntheticConfig
 from fit3dmm.train.data import ObservationCache, TrainItem, find_target, observe_photos, read_target
 from fit3dmm.train.distributed import DistInfo, barrier, setup_distributed, teardown_distributed
 from fit3dmm.train.loop import TrainConfig, train_regressor
-from fit3dmm.train.regressor import CoefficientLayout, FaceRegressor, RegressorStart, check_model, load_regressor
-from fit3dmm.train.synthetic import SyntheticConfig, synthetic_items
+from fit3dmm.train.synthetic import synthetic_items
+from fit3dmm.types.observation import Observation
+from fit3dmm.types.result import FitResult
 
 
 def photo_items(
     model: FaceModel,
     photos: Sequence[Path],
+    pipeline: Pipeline,
     *,
-    size: int,
-    parts: bool,
     cache: ObservationCache | None,
     targets: str | Path | None = None,
     layout: CoefficientLayout | None = None,
     log: Callable[[str], None] = print,
 ) -> list[TrainItem]:
-    """Training items from photos (observed once, cached), with their fit as target when ``targets`` is a
-    folder of ``fit3dmm fit`` outputs (photos without one train self-supervised only)."""
+    """Training items from photos (observed once through ``pipeline``, cached), with their fit as target when
+    ``targets`` is a folder of ``fit3dmm fit`` outputs (photos without one train self-supervised only)."""
     items = []
     missing = 0
-    for path, obs in observe_photos(photos, size=size, parts=parts, cache=cache, log=log):
+    for path, obs in observe_photos(photos, pipeline, cache=cache, log=log):
         target = None
         if targets is not None:
             found = find_target(targets, path)
             if found is None:
                 missing += 1
             else:
-                target = read_target(found, model, layout or CoefficientLayout.for_model(model, size))
+                target = read_target(found, model, layout or CoefficientLayout.for_model(model, obs.size))
         items.append(TrainItem(obs, target, "photo"))
     if targets is not None and missing:
         log(f"{missing} of {len(items)} photos have no fit in {targets}; they train without a target")
@@ -86,45 +88,40 @@ def train_from_folders(
         config: training settings (its ``weights`` are replaced by the parsed ``losses``/``weights``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``; under torchrun each process takes ``cuda:LOCAL_RANK``.
     """
-    from fit3dmm.api import default_losses, needs_parts, resolve_device
-    from fit3dmm.models.annotate import ensure_annotations
-    from fit3dmm.models.store import load_assets, load_model
+    from fit3dmm.api import resolve_device
 
+    if losses:
+        parse_losses(losses, weights)
+    if not images and synthetic <= 0:
+        raise ValueError("nothing to train on: give --images and/or --synthetic N")
     info = DistInfo.from_env()
     dev = setup_distributed(info, resolve_device(device))
     try:
-        face_model = load_model(model) if not isinstance(model, FaceModel) else model
-        selected = parse_losses(losses or default_losses(face_model), weights)
-        config = replace(config, weights=selected) if config is not None else TrainConfig(weights=selected)
-        parts = needs_parts(selected)
-        if parts and not face_model.has_parts:
-            if info.is_main:
-                log(f"annotating {face_model.name} with Algorithm 1 (once; cached for later runs)...")
-                ensure_annotations(face_model)
-            barrier(info)
-            if not info.is_main:  # rank 0 has cached the annotation
-                cached = load_assets(face_model)
-                if cached is None:
-                    raise RuntimeError("rank 0 annotated the model but its cache is not visible to this process")
-                face_model.assets = cached
-        if not images and synthetic <= 0:
-            raise ValueError("nothing to train on: give --images and/or --synthetic N")
-        layout = CoefficientLayout.for_model(face_model, config.size, config.num_identity)
-        cache = ObservationCache(Path(out) / "cache")
+        size = (config or TrainConfig(weights={"lmk": 1.0})).size
         say = log if info.is_main else (lambda _msg: None)
-        items: list[TrainItem] = []
-        val: list[TrainItem] = []
-        # rank 0 observes and renders; the others wait, then read the same items from the cache
+        pipeline: Pipeline | None = None
+        # rank 0 annotates the model (once, cached) and observes; the others wait, then read the caches
         for turn in ("main", "others"):
             if (turn == "main") == info.is_main:
-                items = photo_items(face_model, list(images), size=config.size, parts=parts, cache=cache,
-                                    targets=targets, layout=layout, log=say)
+                pipeline = Pipeline.create(model=model, losses=losses, weights=weights, device=dev,
+                                           observe=ObserveOptions(size=size), on_annotate=say)
+            barrier(info)
+        assert pipeline is not None
+        face_model = pipeline.model
+        config = TrainConfig(weights=pipeline.weights) if config is None else replace(config, weights=pipeline.weights)
+        layout = CoefficientLayout.for_model(face_model, config.size, config.num_identity)
+        cache = ObservationCache(Path(out) / "cache")
+        items: list[TrainItem] = []
+        val: list[TrainItem] = []
+        for turn in ("main", "others"):
+            if (turn == "main") == info.is_main:
+                items = photo_items(face_model, list(images), pipeline, cache=cache, targets=targets, layout=layout,
+                                    log=say)
                 if synthetic > 0:
                     say(f"rendering {synthetic} synthetic faces (once; cached)...")
                     items += synthetic_items(face_model, layout, synthetic,
                                              SyntheticConfig(size=config.size, seed=config.seed), cache)
-                val = photo_items(face_model, list(val_images), size=config.size, parts=parts, cache=cache,
-                                  log=say)
+                val = photo_items(face_model, list(val_images), pipeline, cache=cache, log=say)
             barrier(info)
         say(f"training on {len(items)} faces ({sum(i.source == 'synthetic' for i in items)} synthetic, "
             f"{sum(i.target is not None for i in items)} with known coefficients), validating on {len(val)}")
@@ -140,7 +137,7 @@ def regressor_result(
     model: FaceModel,
     observation: Observation,
     *,
-    refine: FitConfig | None = None,
+    refine: Schedule | None = None,
     weights: dict[str, float] | None = None,
 ) -> FitResult:
     """The regressor's reconstruction of ``observation`` as a FitResult (optionally refined by a fit).
@@ -149,9 +146,9 @@ def regressor_result(
     started from them: same outputs as ``fit``, losses reported for ``weights``, default landmarks +
     regulariser).  With ``refine`` they start :func:`~fit3dmm.fitting.engine.fit_observation`.
     """
-    weights = weights or parse_losses("lmk,reg")
-    config = replace(refine or FitConfig(rigid_iterations=0, iterations=0), num_identity=regressor.layout.identity)
-    return RegressorStart(regressor)(model, observation, weights, config)
+    schedule = replace(refine or Schedule(rigid_iterations=0, iterations=0), num_identity=regressor.layout.identity)
+    return fit_observation(model, observation, weights or parse_losses("lmk,reg"), schedule,
+                           init=RegressorStart(regressor))
 
 
 def predict_photo(
@@ -165,17 +162,21 @@ def predict_photo(
 
     ``model`` defaults to the one the regressor was trained for (checked by checksum either way).
     """
-    from fit3dmm.api import observe, resolve_device
-    from fit3dmm.models.store import load_model
-
-    dev = resolve_device(device)
-    meta = {"model": {}, "size": getattr(regressor, "size", 224)}
+    meta = {"model": {}}
     if not isinstance(regressor, FaceRegressor):
         regressor, meta = load_regressor(regressor)
-    regressor.to(dev)
     if not isinstance(model, FaceModel):
         model = load_model(model or meta["model"].get("name") or "ict")
     if meta["model"]:
         check_model(meta, model)
-    observation = observe(photo, size=regressor.size)[0]
-    return regressor_result(regressor, model.to(dev), observation.to(dev))
+    schedule = Schedule(rigid_iterations=0, iterations=0, num_identity=regressor.layout.identity)
+    pipeline = Pipeline.create(model=model, losses="lmk,reg", device=device, schedule=schedule,
+                               observe=ObserveOptions(size=regressor.size), init=RegressorStart(regressor))
+    name = "image" if isinstance(photo, np.ndarray) else str(photo)
+    image = photo if isinstance(photo, np.ndarray) else load_image(photo)
+    detector = pipeline.detector_factory()
+    try:
+        observation = pipeline.observe(image, detector, name=name)[0]
+    finally:
+        detector.close()
+    return pipeline.fit(observation)

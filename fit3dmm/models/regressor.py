@@ -36,11 +36,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fit3dmm.io.atomic import atomic_save
-from fit3dmm.models.face_model import FaceModel
+from fit3dmm.models.face_model import FaceModel, file_checksum
+from fit3dmm.models.resnet import ResNet50, load_backbone_weights
 from fit3dmm.observe.crop import crop_box
-from fit3dmm.observe.observation import Observation
 from fit3dmm.render.camera import PerspectiveCamera, axis_angle_to_matrix, transform_points
-from fit3dmm.train.resnet import ResNet50, load_backbone_weights
+from fit3dmm.types.observation import Observation
 
 REGRESSOR_FORMAT = "fit3dmm.regressor"
 REGRESSOR_VERSION = 2  # 2: the head's output is scaled by HEAD_SCALE
@@ -129,6 +129,11 @@ class Coefficients:
     def rotation_matrix(self) -> Tensor:
         """(B, 3, 3) model→camera rotation."""
         return axis_angle_to_matrix(self.rotation)
+
+    def to(self, device: torch.device | str) -> Coefficients:
+        """A copy with every coefficient on ``device``."""
+        return Coefficients(*(None if v is None else v.to(device) for v in (
+            self.identity, self.expression, self.rotation, self.translation, self.albedo, self.lighting)))
 
     def as_dict(self, photometric: bool = True) -> dict[str, Tensor]:
         """Detached coefficients by name (the ``init`` of :func:`~fit3dmm.fitting.engine.fit_observation`);
@@ -295,35 +300,25 @@ def check_model(meta: dict[str, Any], model: FaceModel) -> None:
                          f"{want['checksum'][:12]}…), not {model.name!r} ({model.checksum[:12]}…)")
 
 
-def predict_init(regressor: str | Path | FaceRegressor, observation: Observation, *,
-                 photometric: bool = False, num_identity: int | None = None) -> dict[str, Tensor]:
-    """Starting coefficients for :func:`~fit3dmm.fitting.engine.fit_observation` (``init=``) from a regressor.
+def predict_init(regressor: str | Path | FaceRegressor, observation: Observation) -> dict[str, Tensor]:
+    """Starting coefficients of a fit (``init=``) from a regressor.
 
     Args:
         regressor: a ``run/model.pt`` written by ``fit3dmm train`` (loaded on each call; pass a loaded
             :class:`FaceRegressor` when fitting many photos).
         observation: B faces, any crop size (resized to the regressor's).
-        photometric: include albedo and lighting (only when the fit uses the photometric term).
-        num_identity: width of the returned identity, zero-padded or cut (the fit's ``FitConfig.num_identity``,
-            or the model's K); default the regressor's own.
     Returns:
-        ``identity``, ``expression``, ``rotation``, ``translation`` (+ ``albedo``, ``lighting``), (B, ·) each,
-        on the observation's device.
+        ``identity``, ``expression``, ``rotation``, ``translation`` (+ ``albedo``, ``lighting`` when the
+        regressor predicts them), (B, ·) each, on the observation's device; the fit keeps what it fits.
     """
     if not isinstance(regressor, FaceRegressor):
         regressor, _ = load_regressor(regressor)
-    out = {k: v.to(observation.device) for k, v in regressor.predict(observation).as_dict(photometric).items()}
-    if num_identity is not None:
-        identity = out["identity"][:, :num_identity]
-        out["identity"] = torch.cat([identity, identity.new_zeros(identity.shape[0], num_identity - identity.shape[1])],
-                                    dim=1)
-    return out
+    return {k: v.to(observation.device) for k, v in regressor.predict(observation).as_dict().items()}
 
 
 class RegressorStart:
-    """A fitter (``fitter(model, observation, weights, config, progress=None)``, the signature of
-    :func:`~fit3dmm.fitting.engine.fit_observation`) that starts every fit from a regressor's prediction
-    instead of the PnP pose and the mean face: what ``fit3dmm fit --init run/model.pt`` runs.
+    """The start of a fit from a regressor's prediction instead of the PnP pose and the mean face
+    (a :data:`~fit3dmm.fitting.engine.Start`): what ``fit3dmm fit --init run/model.pt`` runs.
 
     Args:
         regressor: a loaded :class:`FaceRegressor` (moved to each observation's device when used).
@@ -334,12 +329,22 @@ class RegressorStart:
         self.regressor = regressor
         self.fingerprint = fingerprint
 
-    def __call__(self, model: FaceModel, observation: Observation, weights: dict[str, float],
-                 config: Any = None, progress: Any = None) -> Any:
-        from fit3dmm.fitting.engine import FitConfig, fit_observation
+    def __call__(self, observation: Observation) -> dict[str, Tensor]:
+        self.regressor.to(observation.device)
+        return predict_init(self.regressor, observation)
 
-        config = config or FitConfig()
-        self.regressor.to(model.mean.device)
-        init = predict_init(self.regressor, observation.to(model.mean.device), photometric="pho" in weights,
-                            num_identity=min(config.num_identity or model.num_identity, model.num_identity))
-        return fit_observation(model, observation, weights, config, progress=progress, init=init)
+
+def regressor_start(path: str | Path, model: FaceModel) -> RegressorStart:
+    """The :class:`RegressorStart` of the regressor file ``path`` (``fit3dmm train``'s ``run/model.pt``),
+    which must have been trained for ``model``.
+
+    Raises:
+        FileNotFoundError / ValueError: one line naming ``path``: missing, unreadable, or trained for
+        another face model.
+    """
+    regressor, meta = load_regressor(path)
+    try:
+        check_model(meta, model)
+    except ValueError as exc:
+        raise ValueError(f"regressor {path}: {exc}") from None
+    return RegressorStart(regressor, fingerprint=file_checksum(str(path)))

@@ -22,10 +22,10 @@ from scipy.spatial import cKDTree
 
 from fit3dmm.models.face_model import FaceModel, FaceModelAssets
 from fit3dmm.observe.detect import LandmarkDetector
-from fit3dmm.parts import NUM_PARTS, PART_INDEX, PART_NAMES
 from fit3dmm.render.camera import PerspectiveCamera, euler_to_matrix, transform_points
 from fit3dmm.render.rasterize import vertex_visibility
 from fit3dmm.render.shading import render_shaded, vertex_normals
+from fit3dmm.types.parts import NUM_PARTS, PART_INDEX, PART_NAMES
 
 # swap subject-left and subject-right parts (mirror symmetry)
 MIRROR_PART = np.array([PART_INDEX[n.replace("left", "@").replace("right", "left").replace("@", "right")]
@@ -202,7 +202,7 @@ def annotate_model(
 
 def annotation_figure(model: FaceModel, size: int = 512, yaws: tuple[float, ...] = (0.0, 60.0)) -> np.ndarray:
     """The neutral mesh coloured by part (grey where none), one view per yaw, side by side: (size, n·size, 3)."""
-    from fit3dmm.parts import PART_COLORS
+    from fit3dmm.types.parts import PART_COLORS
 
     camera = PerspectiveCamera.for_crop(size, 1, device=model.mean.device)
     verts = model().vertices

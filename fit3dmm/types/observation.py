@@ -7,11 +7,12 @@ integer coordinates); ``crop_to_photo`` maps them back to the photo.  Batched ov
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from fit3dmm.parts import NUM_PARTS, PART_NAMES
+from fit3dmm.types.parts import NUM_PARTS, PART_NAMES
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Observation:
         landmarks: (B, L, 2) detected dense landmarks in crop pixels (mediapipe: L = 478), or None.
         landmarks68: (B, 68, 2) detected 68 iBUG landmarks in crop pixels, or None.
         landmark_weights: (B, 68) per-landmark confidence/weight, or None (all ones).
-        masks: (B, P, S, S) bool part masks in :data:`~fit3dmm.parts.PART_NAMES` order, or None.
+        masks: (B, P, S, S) bool part masks in :data:`~fit3dmm.types.parts.PART_NAMES` order, or None.
         hair: (B, S, S) bool hair (and other occluder) mask, or None.
         part_weights: (B, P) float, 0 for parts absent from the target (empty mask, or a class the label
             format does not have), else 1.
@@ -135,6 +136,41 @@ class Observation:
         """Map (B, N, 2) photo pixels to crop pixels."""
         inv = torch.linalg.inv(self.crop_to_photo.to(torch.float64)).to(points.dtype)
         return points @ inv[:, :2, :2].transpose(1, 2) + inv[:, None, :2, 2]
+
+    def select(self, index: int | slice) -> Observation:
+        """Items ``index`` (an int keeps a batch of one) of every batched field, as views."""
+        rows = slice(index, index + 1) if isinstance(index, int) else index
+        taken = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor):
+                taken[f.name] = value[rows]
+            elif f.name == "points":
+                taken[f.name] = {k: PointSet(v.points[rows], v.valid[rows]) for k, v in value.items()}
+            elif f.name == "names":
+                taken[f.name] = list(value[rows])
+        return replace(self, **taken)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain tensors, lists and strings (CPU), loadable with ``torch.load(weights_only=True)``."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "points":
+                out[f.name] = {k: (v.points.detach().cpu(), v.valid.cpu()) for k, v in value.items()}
+            elif isinstance(value, Tensor):
+                out[f.name] = value.detach().cpu()
+            else:
+                out[f.name] = value
+        return out
+
+    @staticmethod
+    def from_state_dict(data: dict[str, Any]) -> Observation:
+        """Inverse of :meth:`state_dict`."""
+        values = dict(data)
+        values["points"] = {k: PointSet(p, v) for k, (p, v) in data.get("points", {}).items()}
+        values["names"] = list(data.get("names", []))
+        return Observation(**values)
 
     @staticmethod
     def stack(items: list[Observation]) -> Observation:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fit3dmm.train.resnet import ResNet50, load_backbone_weights
+from fit3dmm.models.resnet import ResNet50, load_backbone_weights
 
 BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 

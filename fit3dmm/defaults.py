@@ -1,0 +1,28 @@
+"""Defaults and status names shared by every entry point (CLI, Python API, batch runs, compare, training,
+benchmarks), so that they cannot drift apart."""
+
+from __future__ import annotations
+
+DEFAULT_MODEL = "ict"
+DEFAULT_LOSSES = "prdl,lmk,reg"
+"""The paper's loss set without the perceptual term (face-recognition weights cannot be shipped); the
+photometric term joins for models with an albedo."""
+
+CROP_SIZE = 224
+"""Side of the square working crop in pixels (the paper's)."""
+DETECT_MAX_SIDE = 2048
+"""Photos whose longer side exceeds this are shrunk (a copy) for the landmark detector."""
+MIN_FACE_SIZE = 40.0
+"""Faces whose landmark box (larger side, photo pixels) is smaller are refused."""
+
+RIGID_ITERATIONS = 60
+ITERATIONS = 200
+
+# the status of a photo or face in reports, done.json and FitResult.status
+STATUS_OK = "ok"
+STATUS_LOAD_ERROR = "load_error"
+STATUS_NO_FACE = "no_face"
+STATUS_TOO_SMALL = "face_too_small"
+STATUS_DIVERGED = "diverged"
+STATUS_ERROR = "error"
+STATUSES = (STATUS_OK, STATUS_LOAD_ERROR, STATUS_NO_FACE, STATUS_TOO_SMALL, STATUS_DIVERGED, STATUS_ERROR)

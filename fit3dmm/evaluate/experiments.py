@@ -1,0 +1,292 @@
+"""Evaluation experiments: fit several configurations (loss sets) to the same targets from one shared start,
+and score each fit.
+
+The experiment of the paper's Fig. 8/9 and Table 1: every configuration starts from the *same* rigid
+initialisation (the start and rigid stages of :class:`~fit3dmm.fitting.problem.FitProblem`, run once per
+batch), then refines identity, expression and pose with its own losses.  :func:`compare_losses` builds one
+configuration per geometric loss, that loss alone plus the coefficient regulariser (``reg``, stated in every
+table; no landmark or photometric term).  :func:`evaluate_fits` runs any set of configurations (the benchmark
+scripts use it for ``prdl,lmk,reg`` vs ``lmk,reg`` vs ``prdl,reg``).
+
+Each fit is scored by Part IoU at the photo's resolution (:mod:`fit3dmm.metrics.fit_metrics`: the fitted mesh's
+part labels rendered with a hard z-buffer stand in for the paper's segment-the-render step, which needs a
+parsing network we do not have) against the photo's target masks: a hand-made label map when one is given
+(e.g. FASSEG), else the built-in landmark segmenter run on the photo.
+
+Typical use::
+
+    pipeline = Pipeline.create(losses="prdl,icp,reg", schedule=Schedule(iterations=100))
+    targets, failed = prepare_targets(fasseg_photos(root, "test"), pipeline)
+    evaluation = compare_losses(pipeline, targets, ["prdl", "icp"])
+    write_compare(evaluation, targets, "out/")
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from fit3dmm.api import Pipeline
+from fit3dmm.evaluate.targets import FitTarget
+from fit3dmm.fitting.problem import FitProblem
+from fit3dmm.losses.registry import GEOMETRIC_LOSSES, parse_losses
+from fit3dmm.metrics.fit_metrics import PART_GROUPS, fit_part_iou, pad_masks, render_fit_labels
+from fit3dmm.types.observation import Observation
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ConfigRun:
+    """The fits of one configuration on N targets (row n = target n).
+
+    Attributes:
+        name: configuration label (e.g. ``"prdl"`` or ``"prdl,lmk,reg"``).
+        weights: the loss weights used.
+        iou: (N, G) float64 Part IoU per group, or None when the targets have no masks.
+        labels: per target the rendered (H, W) int8 part-label map (−1 none), kept for figures, or empty.
+        landmarks68: (N, 68, 2) fitted projected landmarks in photo pixels.
+        pose_deg: (N, 3) fitted yaw, pitch, roll.
+        vertices: (N, V, 3) fitted model-space vertices (cm), when kept.
+        vertices_cam: (N, V, 3) fitted camera-space vertices (cm), when kept.
+        status: per target "ok" or "diverged".
+        iterations: Adam iterations of the shape stage.
+        fit_seconds: per batch, the seconds of the shape stage (the loop over iterations).
+        batch_sizes: the number of faces of each batch.
+    """
+
+    name: str
+    weights: dict[str, float]
+    iou: np.ndarray | None
+    labels: list[np.ndarray]
+    landmarks68: np.ndarray
+    pose_deg: np.ndarray
+    vertices: np.ndarray | None
+    vertices_cam: np.ndarray | None
+    status: list[str]
+    iterations: int
+    fit_seconds: list[float]
+    batch_sizes: list[int]
+
+    @property
+    def seconds_per_iteration(self) -> float:
+        """Median over batches of the shape-stage seconds per iteration, per face (divided by the batch size)."""
+        if self.iterations == 0 or not self.fit_seconds:
+            return math.nan
+        per_face = [s / self.iterations / b for s, b in zip(self.fit_seconds, self.batch_sizes, strict=True)]
+        return float(np.median(per_face))
+
+
+@dataclass
+class Evaluation:
+    """Every configuration's fits on the same targets.
+
+    ``groups``: the scored regions (name → parts); ``mean_groups``: those averaged into ``mean`` (default
+    all); ``rigid_seconds``: per batch, the shared rigid stage; ``regularizer``: the ``reg`` weight every
+    configuration shares (for the tables), or None.
+    """
+
+    names: list[str]
+    groups: dict[str, tuple[str, ...]]
+    runs: list[ConfigRun]
+    rigid_seconds: list[float] = field(default_factory=list)
+    regularizer: float | None = None
+    mean_groups: tuple[str, ...] | None = None
+
+    def mean_iou(self, run: ConfigRun) -> np.ndarray:
+        """(N,) per-target mean IoU over ``mean_groups`` (NaN regions skipped)."""
+        if run.iou is None:
+            raise ValueError(f"{run.name} has no Part IoU (the targets have no masks)")
+        names = list(self.groups)
+        columns = [names.index(g) for g in (self.mean_groups or names)]
+        return nanmean(run.iou[:, columns], axis=1)
+
+    def summary_rows(self) -> list[dict[str, object]]:
+        """One row per configuration: mean IoU over targets per group, ``mean`` (the mean over targets of
+        the per-target mean over ``mean_groups``), ``images``, ``iterations``, ``ms_per_it`` (per face),
+        ``diverged``."""
+        rows = []
+        for run in self.runs:
+            row: dict[str, object] = {"config": run.name}
+            if run.iou is not None and len(run.iou):
+                for g, name in enumerate(self.groups):
+                    row[name] = float(nanmean(run.iou[:, g]))
+                row["mean"] = float(nanmean(self.mean_iou(run)))
+            row["images"] = len(run.status)
+            row["iterations"] = run.iterations
+            row["ms_per_it"] = 1000.0 * run.seconds_per_iteration
+            row["diverged"] = sum(s != "ok" for s in run.status)
+            rows.append(row)
+        return rows
+
+    def per_image_rows(self) -> list[dict[str, object]]:
+        """One row per (target, configuration) with the IoU of each group, their mean and the status."""
+        rows = []
+        for run in self.runs:
+            for n, name in enumerate(self.names):
+                row: dict[str, object] = {"image": name, "config": run.name}
+                if run.iou is not None:
+                    for g, group in enumerate(self.groups):
+                        row[group] = float(run.iou[n, g])
+                    row["mean"] = float(self.mean_iou(run)[n])
+                row["status"] = run.status[n]
+                rows.append(row)
+        return rows
+
+    def table_columns(self) -> list[str]:
+        has_iou = any(r.iou is not None for r in self.runs)
+        scores = [*self.groups, "mean"] if has_iou else []
+        return ["config", *scores, "images", "iterations", "ms_per_it", "diverged"]
+
+
+def nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray | float:
+    """``np.nanmean`` without the warning on all-NaN slices (whose NaN is the intended answer)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=axis)
+
+
+def evaluate_fits(
+    pipeline: Pipeline,
+    targets: Sequence[FitTarget],
+    configs: Mapping[str, Mapping[str, float]],
+    *,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    batch_size: int = 1,
+    keep_labels: bool = False,
+    keep_vertices: bool = False,
+    regularizer: float | None = None,
+    mean_groups: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> Evaluation:
+    """Fit every configuration to every target from a shared start, and score the fits.
+
+    Args:
+        pipeline: the model (annotated when a configuration needs parts), device, schedule and start;
+            ``schedule.rigid_iterations`` is the shared rigid stage.
+        targets: from :func:`~fit3dmm.evaluate.targets.prepare_targets` (with masks for Part IoU).
+        configs: label → loss weights ({name: λ}, e.g. from :func:`~fit3dmm.losses.registry.parse_losses`).
+        groups: scored regions (name → parts); default every part on its own.
+        batch_size: faces fitted together (results do not depend on it; time per face does).
+        keep_labels: keep the rendered label maps (for :func:`~fit3dmm.evaluate.reports.write_compare`'s
+            figures).
+        keep_vertices: keep fitted model-space and camera-space vertices.
+        regularizer: the ``reg`` weight shared by the configurations, recorded for the tables.
+        mean_groups: the groups averaged into the ``mean`` column (default all).
+        progress: called with a line of text after each batch and configuration.
+    """
+    if not targets:
+        raise ValueError("no target to fit (every photo failed, or none was given)")
+    if not configs:
+        raise ValueError("no configuration to fit")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    model, schedule = pipeline.model, pipeline.schedule
+    groups = {k: tuple(v) for k, v in (groups or PART_GROUPS).items()}
+    if mean_groups is not None and (not mean_groups or set(mean_groups) - set(groups)):
+        raise ValueError(f"mean_groups must be a non-empty subset of {list(groups)}, got {list(mean_groups)}")
+    scored = all(t.masks is not None for t in targets)
+    part_labels = model.part_labels
+    if scored and int(part_labels.max()) < 0:
+        raise ValueError(f"{model.name} has no part labels; annotate it (ensure_annotations) to score Part IoU")
+    names = [t.name for t in targets]
+    store: dict[str, dict[str, list]] = {label: {k: [] for k in ("iou", "labels", "lmk", "pose", "verts", "cam",
+                                                                 "status", "seconds", "batch")}
+                                         for label in configs}
+    rigid_seconds = []
+    for start in range(0, len(targets), batch_size):
+        chunk = list(targets[start: start + batch_size])
+        problem = FitProblem(model, Observation.stack([t.observation for t in chunk]), schedule)
+        init = None if pipeline.start is None else pipeline.start(problem.observation)
+        shared = problem.start(init)
+        problem.rigid(shared)
+        rigid_seconds.append(problem.timings.get("rigid", math.nan))
+        frame = (max(t.photo.shape[0] for t in chunk), max(t.photo.shape[1] for t in chunk))
+        target_masks = pad_masks([t.masks for t in chunk], frame) if scored else None
+        for label, weights in configs.items():
+            objective = problem.objective(weights)
+            params = problem.start({**(init or {}), **shared.as_dict()}, photometric="pho" in weights)
+            result = problem.result(params, objective, problem.refine(params, objective))
+            out = store[label]
+            if scored:
+                labels = render_fit_labels(result, part_labels, frame)
+                iou = fit_part_iou(result, part_labels, target_masks, groups, labels=labels.cpu())
+                out["iou"].append(iou.numpy())
+                if keep_labels:
+                    out["labels"] += [labels[b, : t.photo.shape[0], : t.photo.shape[1]].to(torch.int8).cpu().numpy()
+                                      for b, t in enumerate(chunk)]
+            out["lmk"].append(result.landmarks68_photo.detach().double().cpu().numpy())
+            out["pose"].append(result.pose_deg.detach().double().cpu().numpy())
+            if keep_vertices:
+                out["verts"].append(result.vertices.detach().float().cpu().numpy())
+                out["cam"].append(result.vertices_cam.detach().float().cpu().numpy())
+            out["status"] += result.status
+            out["seconds"].append(result.timings.get("fit", math.nan))
+            out["batch"].append(len(chunk))
+            if progress is not None:
+                done = min(start + batch_size, len(targets))
+                progress(f"{label}: {done}/{len(targets)} faces, {result.timings.get('fit', 0.0):.1f} s")
+    runs = []
+    for label, weights in configs.items():
+        out = store[label]
+        runs.append(ConfigRun(
+            name=label, weights=dict(weights),
+            iou=np.concatenate(out["iou"]) if scored else None,
+            labels=out["labels"],
+            landmarks68=np.concatenate(out["lmk"]),
+            pose_deg=np.concatenate(out["pose"]),
+            vertices=np.concatenate(out["verts"]) if keep_vertices else None,
+            vertices_cam=np.concatenate(out["cam"]) if keep_vertices else None,
+            status=out["status"], iterations=schedule.iterations,
+            fit_seconds=out["seconds"], batch_sizes=out["batch"],
+        ))
+    return Evaluation(names=names, groups=groups, runs=runs, rigid_seconds=rigid_seconds, regularizer=regularizer,
+                      mean_groups=None if mean_groups is None else tuple(mean_groups))
+
+
+def loss_alone_configs(losses: Sequence[str], weights: Mapping[str, float] | None = None,
+                       regularize: bool = True) -> dict[str, dict[str, float]]:
+    """Each geometric loss alone (plus ``reg`` unless ``regularize`` is False), default weights from the
+    registry with ``weights`` overrides (a ``reg`` override applies to every configuration).
+
+    Raises:
+        ValueError: an unknown or non-geometric loss, a loss listed twice, or an override for a loss not listed.
+    """
+    names = [n.strip() for n in losses if n.strip()]
+    if not names:
+        raise ValueError("no loss to compare")
+    wrong = [n for n in names if n not in GEOMETRIC_LOSSES]
+    if wrong:
+        raise ValueError(f"compare fits geometric losses alone; {wrong} is not among {', '.join(GEOMETRIC_LOSSES)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a loss is listed twice in {names}")
+    overrides = dict(weights or {})
+    unknown = set(overrides) - set(names) - ({"reg"} if regularize else set())
+    if unknown:
+        raise ValueError(f"weights given for {sorted(unknown)}, which are not compared")
+    configs = {}
+    for name in names:
+        selected = [name, "reg"] if regularize else [name]
+        configs[name] = parse_losses(selected, {k: v for k, v in overrides.items() if k in selected})
+    return configs
+
+
+def compare_losses(
+    pipeline: Pipeline,
+    targets: Sequence[FitTarget],
+    losses: Sequence[str] = GEOMETRIC_LOSSES,
+    *,
+    weights: Mapping[str, float] | None = None,
+    regularize: bool = True,
+    **options: object,
+) -> Evaluation:
+    """Each geometric loss alone (with the regulariser unless ``regularize`` is False) from the same rigid
+    start; ``options`` go to :func:`evaluate_fits` (groups, batch_size, keep_labels, ...)."""
+    configs = loss_alone_configs(losses, weights, regularize)
+    reg = next(iter(configs.values())).get("reg")
+    return evaluate_fits(pipeline, targets, configs, regularizer=reg, **options)  # type: ignore[arg-type]
