@@ -1,4 +1,9 @@
-"""Shared fixtures: the ../shared data folder, the ICT model, a tiny hand-built model, a temporary cache."""
+"""Shared fixtures: the ../shared data folder, the ICT model, a tiny hand-built model, a temporary cache.
+
+Tests that need the shared data or model, mediapipe, or other processes are marked ``slow`` (those using the
+``shared_dir`` or ``ict_model`` fixtures automatically); ``python -m pytest -m "not slow"`` runs the rest in
+seconds.  CI runs everything.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,16 @@ from fit3dmm.models.face_model import FaceModel
 
 SHARED = Path(os.environ.get("FIT3DMM_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 ICT_FOLDER = SHARED / "face-models" / "ict-facekit-light"
+
+
+SLOW_FIXTURES = frozenset({"shared_dir", "ict_model"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses the shared data folder or the ICT model as ``slow``."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -320,6 +320,7 @@ def test_faces_all_writes_each_face_with_its_index(tmp_path, tiny_model):
     assert summary.faces == 2
 
 
+@pytest.mark.slow  # worker processes
 def test_worker_processes_give_the_same_files_as_inline(tmp_path, tiny_model):
     paths = make_photos(tmp_path, ["p0.png", "p1.png", "p2.png"])
     outputs = OutputOptions(color="vertex", depth=True)

@@ -58,6 +58,7 @@ def test_section_names_command_commit_and_mode(run_module):
     assert "quick run" in block and "![plot](results/x.png)" in block
 
 
+@pytest.mark.slow  # runs benchmark scripts in other processes
 @pytest.mark.parametrize("script", ["bench_fasseg.py", "bench_aflw.py"])
 def test_benchmarks_skip_missing_datasets(script: str, tmp_path: Path):
     proc = subprocess.run([sys.executable, str(BENCH / script), "--shared", str(tmp_path / "nowhere")],
@@ -81,6 +82,7 @@ def test_runner_skips_steps_whose_data_is_missing(run_module, tmp_path: Path):
     assert "not found" in outcome.markdown and "--limit 3" in outcome.shown
 
 
+@pytest.mark.slow  # runs benchmark scripts in other processes
 def test_bench_cli_finds_and_runs_the_suite():
     assert find_suite() == BENCH / "run.py"
     result = CliRunner().invoke(main, ["bench", "--list"])

@@ -16,6 +16,7 @@ from fit3dmm.types.parts import BACKGROUND_COLOR, HAIR_COLOR, PART_COLORS, PART_
 SHARED = Path(os.environ.get("FIT3DMM_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 FASSEG = SHARED / "datasets" / "fasseg-frontal"
 PALETTE = {*PART_COLORS, HAIR_COLOR, BACKGROUND_COLOR}
+pytestmark = pytest.mark.slow  # mediapipe and the shared FASSEG photos
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,7 @@ def _same_cycle(a: tuple[int, ...], b: list[int]) -> bool:
     return list(a) == rotated or list(a) == [rotated[0], *rotated[:0:-1]]
 
 
+@pytest.mark.slow  # mediapipe
 def test_loops_are_mediapipe_contours() -> None:
     from mediapipe.python.solutions import face_mesh_connections as fm
 
@@ -289,6 +290,7 @@ def test_input_errors(face: np.ndarray) -> None:
 # ---------------------------------------------------------------------------------------------- real photo
 
 
+@pytest.mark.slow  # mediapipe
 def test_fasseg_photo_sides_and_overlap() -> None:
     if not (FASSEG / "index.csv").is_file():
         pytest.skip(f"FASSEG not found under {FASSEG}")

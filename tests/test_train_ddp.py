@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import csv
 import os
 import socket
@@ -37,6 +39,7 @@ def _worker(rank: int, world: int, port: int, model, items, out: str, result_dir
         teardown_distributed()
 
 
+@pytest.mark.slow  # two worker processes
 def test_two_gloo_processes_end_with_identical_weights(tiny_model, tmp_path):
     layout = CoefficientLayout.for_model(tiny_model, SIZE)
     cfg = SyntheticConfig(size=SIZE, seed=4)

@@ -46,6 +46,7 @@ def _rows(path):
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
 
 
+@pytest.mark.slow  # three training runs (~10 s)
 def test_resume_after_an_interruption_gives_the_uninterrupted_run(tiny_model, tmp_path):
     size = 64  # the pyramid needs no detail; the smallest training size
     layout = CoefficientLayout.for_model(tiny_model, size)
