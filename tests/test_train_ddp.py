@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-
 import csv
 import os
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from fit3dmm.api import Pipeline
+from fit3dmm.defaults import STATUS_OK
 from fit3dmm.evaluate.targets import FitTarget
 from fit3dmm.fitting.problem import FitProblem
 from fit3dmm.losses.registry import GEOMETRIC_LOSSES, parse_losses
@@ -120,7 +121,7 @@ class Evaluation:
             row["images"] = len(run.status)
             row["iterations"] = run.iterations
             row["ms_per_it"] = 1000.0 * run.seconds_per_iteration
-            row["diverged"] = sum(s != "ok" for s in run.status)
+            row["diverged"] = sum(s != STATUS_OK for s in run.status)
             rows.append(row)
         return rows
 

@@ -3,7 +3,7 @@
 At every iteration the engine turns the current coefficients into a :class:`Prediction` (projected vertices,
 visibility, per-part predicted point sets V_p(α), landmarks) and asks each loss for a (B,) value.  A loss
 never opens files or parses options; what it precomputes from the target (e.g. PRDL's Γ(C_p)) it does once
-in :meth:`Loss.prepare`.
+in :meth:`Loss.prepare`, once per observation (a batch of faces).
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class Loss(nn.Module, ABC):
     needs: tuple[str, ...] = ()
 
     def prepare(self, observation: Observation) -> None:
-        """Precompute target-side data for ``observation`` (called once before the iterations)."""
+        """Precompute target-side data for ``observation`` (called once per observation, i.e. per batch of
+        faces, before its iterations; a fit calls it once, training once per batch)."""
 
     @abstractmethod
     def forward(self, prediction: Prediction, observation: Observation) -> Tensor:

@@ -28,6 +28,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile
 
+from fit3dmm.defaults import DETECT_MAX_SIDE
+
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
 _EXIF_ORIENTATION_TAG = 0x0112
@@ -175,7 +177,7 @@ def _apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     return image
 
 
-def downscale_for_detection(image: np.ndarray, max_side: int = 2048) -> tuple[np.ndarray, float]:
+def downscale_for_detection(image: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> tuple[np.ndarray, float]:
     """Shrink a large (H, W, C) photo so that its longer side is at most ``max_side`` px.
 
     Returns ``(small, scale)`` with ``scale ≤ 1`` the same along both axes; images already small enough are

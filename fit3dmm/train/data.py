@@ -20,6 +20,7 @@ from torch import Tensor
 
 from fit3dmm import __version__
 from fit3dmm.api import FaceTooSmallError, Pipeline
+from fit3dmm.defaults import STATUS_OK
 from fit3dmm.fitting.engine import one_line
 from fit3dmm.io.atomic import atomic_save
 from fit3dmm.io.params import read_params_json
@@ -144,7 +145,7 @@ def read_target(path: str | Path, model: FaceModel, layout: CoefficientLayout) -
     if checksum and model.checksum and checksum != model.checksum:
         raise ValueError(f"{path}: fitted with model {doc['model']['name']!r}, not {model.name!r} "
                          "(checksums differ)")
-    if doc.get("status", "ok") != "ok":
+    if doc.get("status", STATUS_OK) != STATUS_OK:
         raise ValueError(f"{path}: the fit's status is {doc['status']!r}")
     coeffs = doc["coefficients"]
     identity = torch.zeros(1, layout.identity)
