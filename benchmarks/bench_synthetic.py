@@ -42,9 +42,10 @@ from common import (
 from fit3dmm.evaluate import LabelledPhoto, evaluate_fits, prepare_targets
 from fit3dmm.metrics import pose_mae, vertex_error
 from fit3dmm.metrics.report import markdown_table
+from fit3dmm.models.instances import SyntheticConfig, sample_coefficients
 from fit3dmm.models.regressor import CoefficientLayout
 from fit3dmm.render.camera import matrix_to_euler
-from fit3dmm.synthetic import SyntheticConfig, render_synthetic, sample_coefficients
+from fit3dmm.synthetic import render_synthetic
 
 MM_PER_CM = 10.0
 

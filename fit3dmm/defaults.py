@@ -15,8 +15,12 @@ DETECT_MAX_SIDE = 2048
 MIN_FACE_SIZE = 40.0
 """Faces whose landmark box (larger side, photo pixels) is smaller are refused."""
 
-RIGID_ITERATIONS = 60
-ITERATIONS = 200
+RIGID_ITERATIONS = 5
+"""Levenberg–Marquardt iterations on the pose alone (after PnP)."""
+LM_ITERATIONS = 20
+"""Levenberg–Marquardt iterations on pose, identity and expression against landmarks and prior."""
+ITERATIONS = 30
+"""Refinement iterations with the geometric losses (PRDL by default)."""
 
 # the status of a photo or face in reports, done.json and FitResult.status
 STATUS_OK = "ok"

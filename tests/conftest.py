@@ -20,7 +20,7 @@ SHARED = Path(os.environ.get("FIT3DMM_SHARED", Path(__file__).resolve().parents[
 ICT_FOLDER = SHARED / "face-models" / "ict-facekit-light"
 
 
-SLOW_FIXTURES = frozenset({"shared_dir", "ict_model"})
+SLOW_FIXTURES = frozenset({"shared_dir", "ict_model", "annotated_ict"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -52,12 +52,28 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def ict_model(session_cache: Path) -> FaceModel:
-    """ICT-FaceKit Light loaded from the shared folder through :func:`fit3dmm.models.store.load_model`."""
+    """ICT-FaceKit Light loaded from the shared folder through :func:`fit3dmm.models.store.load_model`, without
+    annotations (whatever the session cache holds), so that tests do not depend on their order."""
+    from fit3dmm.models.assets import FaceModelAssets
     from fit3dmm.models.store import load_model
 
     if not (ICT_FOLDER / "ict_facekit_light.npz").is_file():
         pytest.skip(f"ICT-FaceKit Light not found in {ICT_FOLDER}")
-    return load_model(str(ICT_FOLDER))
+    model = load_model(str(ICT_FOLDER))
+    model.assets = FaceModelAssets()
+    return model
+
+
+@pytest.fixture(scope="session")
+def annotated_ict(session_cache: Path) -> FaceModel:
+    """ICT-FaceKit Light with its Algorithm 1 annotation (built once per session, ~15 s, cached in the session
+    cache, so later loads of the model find it)."""
+    from fit3dmm.annotate import ensure_annotations
+    from fit3dmm.models.store import load_model
+
+    if not (ICT_FOLDER / "ict_facekit_light.npz").is_file():
+        pytest.skip(f"ICT-FaceKit Light not found in {ICT_FOLDER}")
+    return ensure_annotations(load_model(str(ICT_FOLDER)))
 
 
 @pytest.fixture

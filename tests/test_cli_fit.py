@@ -74,9 +74,9 @@ def test_batch_outputs_are_complete_and_parse_back(full_run):
     assert sorted(marker["files"]) == sorted(expected)
     assert sorted(p.name for p in folder.iterdir()) == sorted([*expected, MARKER_NAME])
     doc = read_params_json(folder / "face.json")
-    assert (doc["status"], doc["iterations"], doc["crop"]["photo_size"]) == ("ok", 3, [512, 512])
+    assert (doc["status"], doc["iterations"], doc["crop"]["photo_size"]) == ("ok", 0, [512, 512])  # no refinement
     (row,) = read_report(out / "report.csv")
-    assert (row["status"], row["output"], row["width"], row["iterations"]) == ("ok", "astronaut/face.obj", "512", "3")
+    assert (row["status"], row["output"], row["width"], row["iterations"]) == ("ok", "astronaut/face.obj", "512", "0")
     detected_size = float(row["face_size_px"])
     assert 80 < detected_size < 140  # the astronaut's face is about 107 px tall
     assert float(row["loss_lmk"]) == pytest.approx(doc["losses"]["lmk"], rel=1e-5)
@@ -229,8 +229,8 @@ def test_several_faces_and_too_small_faces(env, tmp_path):
 
 def test_a_diverging_fit_is_retried_then_reported(env, tmp_path):
     out = tmp_path / "out"
-    result = fit(ASTRONAUT, "--out", out, "--loss", "lmk,reg", "--weight", "lmk=1e38", "--iterations", "2",
-                 "--rigid-iterations", "2", "--color", "none", "--no-overlay")
+    result = fit(ASTRONAUT, "--out", out, "--loss", "lmk,reg", "--weight", "lmk=1e307", "--color", "none",
+                 "--no-overlay")  # the least-squares cost overflows float64
     assert result.exit_code == 1
     (row,) = read_report(out / "report.csv")
     assert (row["status"], row["retried"]) == ("diverged", "1") and "non-finite" in row["error"]
@@ -263,13 +263,20 @@ def test_invalid_combinations_are_refused_before_any_work(env, tmp_path, shared_
          "but the photo is"),
         ([tmp_path, "--out", out], "no images in directory"),
         ([tmp_path / "nope.jpg", "--out", out], "no such file or directory"),
-        ([ASTRONAUT, "--out", out, "--parts", "--loss", "lmk,reg"], "--parts needs part annotations"),
     ]
     for args, message in cases:
         result = fit(*args)
         assert result.exit_code == 1 and message in result.output, (args, result.output)
         assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
         assert not out.exists() and not (tmp_path / "x.obj").exists()
+
+
+def test_a_part_map_of_an_unannotated_model_is_refused(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("FIT3DMM_CACHE", str(tmp_path / "fresh-cache"))  # a model nobody annotated
+    out = tmp_path / "out"
+    result = fit(ASTRONAUT, "--out", out, "--parts", "--loss", "reg")  # no loss that would annotate it
+    assert result.exit_code == 1 and "--parts needs part annotations" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_single_photo_errors_are_one_line(env, tmp_path):

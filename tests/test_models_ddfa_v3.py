@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from fit3dmm.models.assets import Correspondence, FaceModelAssets
 from fit3dmm.models.ddfa_v3 import jaw_contour_lines, load_ddfa_v3
-from fit3dmm.models.face_model import FaceModelAssets, file_checksum
+from fit3dmm.models.face_model import file_checksum
 from fit3dmm.models.store import install_model, load_model, save_assets
 from fit3dmm.types.parts import PART_INDEX
 
@@ -125,8 +126,10 @@ def test_install_and_load_keeps_file_parts_and_adds_cached_landmarks(
     assert [p.name for p in dest.iterdir()] == ["face_model.npy"]
     model = load_model("3ddfa_v3")
     file_labels = model.assets.part_labels.copy()
-    save_assets(model, FaceModelAssets(np.full(9, 7), np.array([4, -1]), {"dense_landmarks": "test"}))
+    cached = Correspondence(np.array([[4], [0]]), np.ones((2, 1), np.float32), np.ones(2, np.float32),
+                            np.ones(2, np.float32), np.array([[0, 1, 2], [0, 1, 2]]))
+    save_assets(model, FaceModelAssets(np.full(9, 7), cached, source={"landmarks": "test"}))
     again = load_model("3ddfa_v3")
     np.testing.assert_array_equal(again.assets.part_labels, file_labels)
-    np.testing.assert_array_equal(again.assets.dense_landmarks, [4, -1])
-    assert set(again.assets.source) == {"part_labels", "dense_landmarks"}
+    np.testing.assert_array_equal(again.assets.landmarks.vertices, [[4], [0]])
+    assert set(again.assets.source) == {"part_labels", "landmarks"}

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fit3dmm.models.face_model import FaceModel, FaceModelAssets
+from fit3dmm.models.assets import Correspondence, FaceModelAssets, SurfaceSamples
+from fit3dmm.models.face_model import FaceModel
 from fit3dmm.models.store import (
     ModelNotFoundError,
     assets_dir,
@@ -120,28 +121,44 @@ def test_unknown_name_and_ambiguous_folder(clean_env: Path, tmp_path: Path) -> N
         find_model(str(tmp_path / "empty"))
 
 
+def tiny_correspondence(vertices=((4, 0), (1, 2), (3, 3))) -> Correspondence:
+    n = len(vertices)
+    weights = np.array([[0.25, 0.75], [0.5, 0.5], [1.0, 0.0]], np.float32)[:n]
+    return Correspondence(np.array(vertices), weights, np.full(n, 2.0, np.float32), np.full(n, 4.0, np.float32),
+                          np.array([[0, 1, 4]] * n))
+
+
 def test_assets_round_trip(clean_env: Path, tiny_model: FaceModel) -> None:
     assert load_assets(tiny_model) is None
     labels = np.array([7, 7, 7, 7, 6])
-    path = save_assets(tiny_model, FaceModelAssets(labels, np.array([4, -1, 0]), {"by": "test"}))
+    eye = SurfaceSamples(np.array([[0, 1, 4]]), np.array([[0.2, 0.3, 0.5]], np.float32))
+    assets = FaceModelAssets(labels, tiny_correspondence(), {"left_eye": eye}, {"by": "test"})
+    path = save_assets(tiny_model, assets)
     assert path == clean_env / "assets" / f"tiny-{'0' * 12}" / "annotations.npz"
     assert path.parent == assets_dir(tiny_model)
-    assert sorted(np.load(path).files) == ["dense_landmarks", "part_labels", "source"]
+    assert sorted(np.load(path).files) == sorted([
+        "landmark_sigma", "landmark_sigma_hidden", "landmark_triangle", "landmark_vertices", "landmark_weights",
+        "left_eye_bary", "left_eye_triangles", "part_labels", "source"])
     assert [p.name for p in path.parent.iterdir()] == ["annotations.npz"]  # no temporary file left
     back = load_assets(tiny_model)
     np.testing.assert_array_equal(back.part_labels, labels)
-    np.testing.assert_array_equal(back.dense_landmarks, [4, -1, 0])
+    for name, value in assets.landmarks.arrays().items():
+        np.testing.assert_array_equal(back.landmarks.arrays()[name], value)
+    np.testing.assert_array_equal(back.eye_openings["left_eye"].bary, eye.bary)
     assert back.source == {"by": "test"}
-    only_dense = save_assets(tiny_model, FaceModelAssets(dense_landmarks=np.array([1])))
-    assert sorted(np.load(only_dense).files) == ["dense_landmarks", "source"]
+    only_landmarks = save_assets(tiny_model, FaceModelAssets(landmarks=tiny_correspondence()))
+    assert "part_labels" not in np.load(only_landmarks).files
     assert load_assets(tiny_model).part_labels is None
 
 
 def test_invalid_assets_are_refused(clean_env: Path, tiny_model: FaceModel) -> None:
     with pytest.raises(ValueError, match="part labels"):
         save_assets(tiny_model, FaceModelAssets(np.array([0, 1, 2, 3, 8])))
-    with pytest.raises(ValueError, match="dense landmarks"):
-        save_assets(tiny_model, FaceModelAssets(dense_landmarks=np.array([5])))
+    with pytest.raises(ValueError, match="landmark vertices must index"):
+        save_assets(tiny_model, FaceModelAssets(landmarks=tiny_correspondence(((5, 0),))))
+    with pytest.raises(ValueError, match="sum to 1"):
+        Correspondence(np.array([[0, 1]]), np.array([[0.5, 0.6]], np.float32), np.ones(1, np.float32),
+                       np.ones(1, np.float32), np.array([[0, 1, 4]]))
     assert not assets_dir(tiny_model).exists() or not any(assets_dir(tiny_model).iterdir())
     tiny_model.checksum = ""
     with pytest.raises(ValueError, match="checksum"):
@@ -159,7 +176,7 @@ def test_install_list_and_load_ict(clean_env: Path, ict_folder: Path, tmp_path: 
     (entry,) = list_models()
     assert (entry.kind, entry.path, entry.checksum, entry.default) == ("ict", dest, ICT_SHA256, True)
     assert entry.size == (ict_folder / "ict_facekit_light.npz").stat().st_size
-    assert not entry.annotated and not entry.dense_landmarks
+    assert not entry.annotated and not entry.landmarks
 
     model = load_model("ict")
     assert model.num_vertices == 26719 and model.checksum == ICT_SHA256

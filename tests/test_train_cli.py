@@ -48,7 +48,8 @@ def test_train_then_predict_writes_the_networks_reconstruction(ict_model, shared
     fitted_dir = tmp_path / "fitted"
     fitted = runner.invoke(main, ["fit", str(photo), "--init", str(run / "model.pt"), "--out", str(fitted_dir),
                                   "--model", ict, "--size", "64", "--loss", "lmk,reg", "--iterations", "0",
-                                  "--rigid-iterations", "0", "--device", "cpu", "--quiet", "--no-overlay"])
+                                  "--rigid-iterations", "0", "--lm-iterations", "0", "--device", "cpu", "--quiet",
+                                  "--no-overlay"])
     assert fitted.exit_code == 0, fitted.output
     started = json.loads((fitted_dir / "test_1" / "face.json").read_text())
     assert started["coefficients"]["expression"] == pytest.approx(params["coefficients"]["expression"], abs=1e-5)
@@ -56,6 +57,7 @@ def test_train_then_predict_writes_the_networks_reconstruction(ict_model, shared
     # ...and the usual start is somewhere else
     plain = runner.invoke(main, ["fit", str(photo), "--out", str(tmp_path / "plain"), "--model", ict, "--size", "64",
                                  "--loss", "lmk,reg", "--iterations", "0", "--rigid-iterations", "0",
+                                 "--lm-iterations", "0",
                                  "--device", "cpu", "--quiet", "--no-overlay"])
     assert plain.exit_code == 0, plain.output
     usual = json.loads((tmp_path / "plain" / "test_1" / "face.json").read_text())

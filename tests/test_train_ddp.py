@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from fit3dmm.models.instances import SyntheticConfig, sample_coefficients
 from fit3dmm.models.regressor import CoefficientLayout
-from fit3dmm.synthetic import SyntheticConfig, render_synthetic, sample_coefficients
+from fit3dmm.synthetic import render_synthetic
 from fit3dmm.train.data import TrainItem
 from fit3dmm.train.distributed import DistInfo, setup_distributed, teardown_distributed
 from fit3dmm.train.loop import TrainConfig, train_regressor

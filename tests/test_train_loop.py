@@ -7,8 +7,9 @@ import csv
 import pytest
 import torch
 
+from fit3dmm.models.instances import SyntheticConfig, sample_coefficients
 from fit3dmm.models.regressor import CoefficientLayout, FaceRegressor
-from fit3dmm.synthetic import SyntheticConfig, render_synthetic, sample_coefficients
+from fit3dmm.synthetic import render_synthetic
 from fit3dmm.train.data import TrainItem, collate
 from fit3dmm.train.loop import RegressionObjective, TrainConfig, recalibrate_batchnorm, train_regressor
 from fit3dmm.train.synthetic import synthetic_items

@@ -9,6 +9,7 @@ import torch
 from fit3dmm.fitting.engine import fit_observation
 from fit3dmm.fitting.schedule import Schedule
 from fit3dmm.io.params import result_to_dict, write_params_json
+from fit3dmm.models.instances import SyntheticConfig, sample_coefficients
 from fit3dmm.models.regressor import (
     CoefficientLayout,
     FaceRegressor,
@@ -19,7 +20,7 @@ from fit3dmm.models.regressor import (
 )
 from fit3dmm.observe.crop import crop_box
 from fit3dmm.render.camera import PerspectiveCamera
-from fit3dmm.synthetic import SyntheticConfig, render_synthetic, sample_coefficients
+from fit3dmm.synthetic import render_synthetic
 from fit3dmm.train.data import ObservationCache, TrainItem, collate, find_target, read_target
 from fit3dmm.types.observation import Observation
 
@@ -90,11 +91,11 @@ def test_saved_regressor_round_trips_and_starts_a_fit(ict_model, ict_layout, tin
     for name, value in init.items():
         assert torch.allclose(value, getattr(direct, name)), name
     result = fit_observation(ict_model, obs, {"lmk": 1.6e-3, "reg": 3e-4},
-                             Schedule(rigid_iterations=0, iterations=0, num_identity=20), init=init)
+                             Schedule.no_iterations(num_identity=20), init=init)
     for name, value in init.items():  # zero iterations: the result is the regressor's prediction
         assert torch.allclose(result.coefficients[name], value, atol=1e-6), name
     # a fit with the model's 100 identity modes starts from the prediction zero-padded (`fit --init`)
-    result = fit_observation(ict_model, obs, {"lmk": 1.6e-3}, Schedule(rigid_iterations=0, iterations=0), init=init)
+    result = fit_observation(ict_model, obs, {"lmk": 1.6e-3}, Schedule.no_iterations(), init=init)
     assert result.coefficients["identity"].shape == (1, 100)
     assert torch.allclose(result.coefficients["identity"][:, :20], init["identity"], atol=1e-6)
     assert not result.coefficients["identity"][:, 20:].any()
@@ -102,8 +103,8 @@ def test_saved_regressor_round_trips_and_starts_a_fit(ict_model, ict_layout, tin
     from fit3dmm.api import fit
     from fit3dmm.models.regressor import regressor_start
 
-    started = fit(obs, model=ict_model, losses="lmk,reg", schedule=Schedule(rigid_iterations=0, iterations=0),
-                  init=path, device="cpu")
+    started = fit(obs, model=ict_model, losses="lmk,reg", schedule=Schedule.no_iterations(), init=path,
+                  device="cpu", annotate=False)
     for name, value in result.coefficients.items():
         assert torch.allclose(started.coefficients[name], value, atol=1e-6), name
     with pytest.raises(ValueError, match=r"regressor .*model\.pt: the regressor was trained for model"):
@@ -118,7 +119,7 @@ def test_fit_parameters_json_becomes_a_distillation_target(ict_model, tmp_path):
     truth = sample_coefficients(layout, SyntheticConfig(size=SIZE), 3)
     obs = Observation(torch.rand(1, 3, SIZE, SIZE), torch.eye(3, dtype=torch.float64)[None],
                       torch.tensor([[64.0, 64.0]]), landmarks68=torch.rand(1, 68, 2) * 30 + 17)
-    result = fit_observation(ict_model, obs, {"lmk": 1.6e-3}, Schedule(rigid_iterations=0, iterations=0),
+    result = fit_observation(ict_model, obs, {"lmk": 1.6e-3}, Schedule.no_iterations(),
                              init=truth.as_dict())
     (tmp_path / "photo_7").mkdir()
     write_params_json(tmp_path / "photo_7" / "face.json", result_to_dict(result, 0))

@@ -1,159 +1,56 @@
-"""The paper's Algorithm 1: annotate a face model from renders of itself.
+"""The paper's Algorithm 1: annotate a face model from renders of itself, and ensure a model has it.
 
-Render the model (grey, shaded) in many identities, expressions and poses; run the same landmark detector
-and part segmenter that fit3dmm runs on photos; give each visible vertex the part label of the pixel it
-lands on, and give each detected landmark its nearest visible vertex; vote over all renders.  Then clean
-up: enforce left/right symmetry through the mesh's mirror map and drop small disconnected islands.
+Render the model in many identities, expressions and poses (:mod:`~fit3dmm.annotate.views`); run the same
+landmark detector and part segmenter that fit3dmm runs on photos; then
 
-The results (``part_labels`` (V,), ``dense_landmarks`` (478,)) make PRDL's V_p(α) and the dense landmark
-loss use exactly the semantics of the photo side.
+* part labels: each visible vertex votes for the label of the pixel it lands on, made symmetric, small
+  islands dropped (:mod:`~fit3dmm.annotate.parts`);
+* landmarks: each detected landmark becomes a fixed point on the surface that reprojects best, with its
+  measured noise (:mod:`~fit3dmm.annotate.landmarks`);
+* eye openings: samples over the lid opening, where the face mesh is open at the eyes
+  (:mod:`~fit3dmm.annotate.eyes`).
+
+The results make PRDL's V_p(α) and the landmark term use exactly the semantics of the photo side, and are
+cached with the model (reproducible for a given number of views and seed).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse
-import scipy.sparse.csgraph
 import torch
-from scipy.spatial import cKDTree
 
-from fit3dmm.models.face_model import FaceModel, FaceModelAssets
+from fit3dmm.annotate.eyes import eye_openings
+from fit3dmm.annotate.landmarks import fit_correspondence
+from fit3dmm.annotate.parts import part_labels
+from fit3dmm.annotate.views import AnnotationView, Segmenter, render_views
+from fit3dmm.models.assets import FaceModelAssets
+from fit3dmm.models.face_model import FaceModel
 from fit3dmm.observe.detect import LandmarkDetector
 from fit3dmm.render.camera import PerspectiveCamera, euler_to_matrix, transform_points
-from fit3dmm.render.rasterize import vertex_visibility
 from fit3dmm.render.shading import render_shaded, vertex_normals
-from fit3dmm.types.parts import NUM_PARTS, PART_INDEX, PART_NAMES
-
-# swap subject-left and subject-right parts (mirror symmetry)
-MIRROR_PART = np.array([PART_INDEX[n.replace("left", "@").replace("right", "left").replace("@", "right")]
-                        for n in PART_NAMES])
 
 
 @dataclass
 class AnnotationConfig:
-    """Renders for Algorithm 1: how many, how big, and the ranges of the random draws."""
+    """Algorithm 1's renders and settings: how many, how big, the seed of the random instances; the islands
+    dropped from part labels; the support and ridge of the landmark fit."""
 
-    views: int = 40
-    size: int = 512
+    views: int = 100
+    size: int = 448
     seed: int = 0
-    identity_std: float = 0.8
-    expression_max: float = 0.5
-    expression_active: int = 4
-    yaw_range: float = 35.0
-    pitch_range: float = 15.0
-    roll_range: float = 10.0
-    face_fraction: float = 0.75
     min_island: float = 0.05
-
-
-@dataclass
-class RenderedView:
-    """One render: the image, the region vertices' pixels and their visibility."""
-
-    image: np.ndarray
-    points2d: np.ndarray
-    visible: np.ndarray
-
-
-def mirror_map(vertices: np.ndarray) -> np.ndarray:
-    """(V,) index of each vertex's mirror partner (x → −x) by nearest neighbour."""
-    mirrored = vertices * np.array([-1.0, 1.0, 1.0])
-    return cKDTree(vertices).query(mirrored)[1]
-
-
-def render_views(model: FaceModel, config: AnnotationConfig) -> list[RenderedView]:
-    """Grey shaded renders of random instances of ``model`` (full mesh drawn, region vertices reported)."""
-    gen = torch.Generator().manual_seed(config.seed)
-    device = model.mean.device
-    camera = PerspectiveCamera.for_crop(config.size, 1, device=device)
-    region = model.face_vertices
-    height = float(model.mean[region, 1].max() - model.mean[region, 1].min())
-    distance = float(camera.focal[0]) * height / (config.face_fraction * config.size)
-    views = []
-    for _ in range(config.views):
-        identity = config.identity_std * torch.randn(1, model.num_identity, generator=gen)
-        expression = torch.zeros(1, model.num_expression)
-        active = torch.randperm(model.num_expression, generator=gen)[: config.expression_active]
-        high = model.expression_range[1] if model.expression_range else 1.0
-        expression[0, active] = torch.rand(len(active), generator=gen) * config.expression_max * high
-        angles = (torch.rand(1, 3, generator=gen) * 2 - 1) * torch.tensor(
-            [config.yaw_range, config.pitch_range, config.roll_range])
-        verts = model(identity.to(device), expression.to(device)).vertices
-        centre = verts[:, region].mean(1)
-        rotation = euler_to_matrix(angles.to(device))
-        translation = torch.tensor([[0.0, 0.0, -distance]], device=device) - (rotation @ centre[..., None])[..., 0]
-        cam = transform_points(verts, rotation, translation)
-        pix, depth = camera.project(cam)
-        normals = vertex_normals(cam, model.triangles)
-        image, _ = render_shaded(pix, depth, model.triangles, normals, (config.size, config.size))
-        visible = vertex_visibility(pix, depth, model.triangles, (config.size, config.size), normals)
-        rgb = (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
-        views.append(RenderedView(rgb, pix[0, region].cpu().numpy(), visible[0, region].cpu().numpy()))
-    return views
-
-
-def vote_landmarks(views: list[RenderedView], detections: list[np.ndarray | None], num_vertices: int,
-                   num_landmarks: int) -> np.ndarray:
-    """For each landmark the region vertex that was most often the nearest visible one; −1 if never seen."""
-    votes = np.zeros((num_landmarks, num_vertices), dtype=np.int32)
-    for view, lmk in zip(views, detections, strict=True):
-        if lmk is None:
-            continue
-        idx = np.flatnonzero(view.visible)
-        nearest = idx[cKDTree(view.points2d[idx]).query(lmk)[1]]
-        votes[np.arange(num_landmarks), nearest] += 1
-    best = votes.argmax(1)
-    return np.where(votes.max(1) > 0, best, -1).astype(np.int64)
-
-
-def vote_parts(views: list[RenderedView], label_maps: list[np.ndarray | None], num_vertices: int) -> np.ndarray:
-    """(V, P + 1) votes: column p for part p, the last for "no part" (a visible vertex on unlabelled pixels)."""
-    votes = np.zeros((num_vertices, NUM_PARTS + 1), dtype=np.float64)
-    for view, labels in zip(views, label_maps, strict=True):
-        if labels is None:
-            continue
-        h, w = labels.shape
-        idx = np.flatnonzero(view.visible)
-        col = np.clip(np.round(view.points2d[idx, 0]).astype(int), 0, w - 1)
-        row = np.clip(np.round(view.points2d[idx, 1]).astype(int), 0, h - 1)
-        lab = labels[row, col]
-        lab = np.where(lab < 0, NUM_PARTS, lab)
-        np.add.at(votes, (idx, lab), 1.0)
-    return votes
-
-
-def symmetrize_votes(votes: np.ndarray, mirror: np.ndarray) -> np.ndarray:
-    """Add each vertex's mirror partner's votes with left and right parts swapped."""
-    swapped = votes[mirror][:, np.append(MIRROR_PART, NUM_PARTS)]
-    return votes + swapped
-
-
-def drop_islands(labels: np.ndarray, triangles: np.ndarray, min_fraction: float) -> np.ndarray:
-    """Per part, drop connected components (over mesh edges within the part) smaller than ``min_fraction``
-    of the part's largest component; dropped vertices become −1."""
-    labels = labels.copy()
-    n = len(labels)
-    edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
-    for part in range(NUM_PARTS):
-        inside = labels == part
-        if not inside.any():
-            continue
-        e = edges[inside[edges[:, 0]] & inside[edges[:, 1]]]
-        graph = scipy.sparse.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
-        _, comp = scipy.sparse.csgraph.connected_components(graph, directed=False)
-        sizes = np.bincount(comp[inside], minlength=comp.max() + 1)
-        small = sizes < min_fraction * sizes.max()
-        labels[inside & small[comp]] = -1
-    return labels
+    support: int = 24
+    ridge: float = 1.0
 
 
 def annotate_model(
     model: FaceModel,
     detector: LandmarkDetector,
-    segmenter: Callable[[np.ndarray, tuple[int, int], np.ndarray], np.ndarray],
+    segmenter: Segmenter,
     config: AnnotationConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> FaceModelAssets:
@@ -161,43 +58,37 @@ def annotate_model(
 
     Args:
         detector: the landmark backend used on photos (mediapipe).
-        segmenter: ``segmenter(landmarks (L, 2), (H, W), image) -> labels (H, W)`` with part indices and −1,
-            the built-in segmenter used on photos.
+        segmenter: the built-in segmenter used on photos (:func:`landmark_part_labels`).
         progress: called as ``progress(done, total)`` after each render.
     Returns:
-        assets with ``part_labels`` (V,) and ``dense_landmarks`` (L,) in full-model vertex indices.
+        assets with part labels (V,), the landmark correspondence and the eye openings, in full-model
+        vertex indices.
     """
     config = config or AnnotationConfig()
-    with torch.no_grad():
-        views = render_views(model, config)
     region = model.face_vertices.cpu().numpy()
-    detections: list[np.ndarray | None] = []
-    label_maps: list[np.ndarray | None] = []
-    for i, view in enumerate(views):
-        found = detector.detect(view.image)
-        lmk = found[0].landmarks if found else None
-        detections.append(lmk)
-        label_maps.append(None if lmk is None else segmenter(lmk, view.image.shape[:2], view.image))
-        if progress is not None:
-            progress(i + 1, len(views))
-    detected = sum(d is not None for d in detections)
-    if detected == 0:
-        raise RuntimeError(f"{model.name}: the detector found no face in any of {len(views)} renders")
-    region_mean = model.mean[region].cpu().numpy()
-    region_tri = model.region().triangles.cpu().numpy()
-    mirror = mirror_map(region_mean)
-    votes = symmetrize_votes(vote_parts(views, label_maps, len(region)), mirror)
-    labels_region = np.where(votes.sum(1) > 0, votes.argmax(1), NUM_PARTS)
-    labels_region = np.where(labels_region == NUM_PARTS, -1, labels_region)
-    labels_region = drop_islands(labels_region, region_tri, config.min_island)
-    part_labels = np.full(model.num_vertices, -1, dtype=np.int64)
-    part_labels[region] = labels_region
-    dense_region = vote_landmarks(views, detections, len(region), detector.num_landmarks)
-    dense = np.where(dense_region >= 0, region[np.maximum(dense_region, 0)], -1)
-    source = {"method": "Algorithm 1 (Wang et al. CVPR 2024) on model renders",
+    mean = model.mean.cpu().numpy()
+    region_triangles = model.region().triangles.cpu().numpy()
+
+    def votes(views: list[AnnotationView]) -> np.ndarray:
+        if not any(v.landmarks is not None for v in views):
+            raise RuntimeError(f"{model.name}: the detector found no face in any of {len(views)} renders")
+        return part_labels(views, region, mean[region], region_triangles, model.num_vertices, config.min_island)
+
+    # a first, plain pass gives the part labels that tint brows, lips and eyes in the renders of the second
+    plain = render_views(model, max(1, config.views // 4), config.size, config.seed + 1, detector, segmenter)
+    tinted = copy.copy(model)
+    tinted.assets = FaceModelAssets(part_labels=votes(plain))
+    views = render_views(tinted, config.views, config.size, config.seed, detector, segmenter, progress)
+    labels = votes(views)
+    detected = sum(v.landmarks is not None for v in views)
+    triangles = region[region_triangles]
+    landmarks = fit_correspondence(views, region, mean[region], triangles, detector.num_landmarks,
+                                   config.support, config.ridge)
+    source = {"method": "Algorithm 1 (Wang et al. CVPR 2024) on model renders; landmarks fitted on renders",
               "views": str(config.views), "detected": str(detected), "seed": str(config.seed),
               "size": str(config.size), "detector": detector.name}
-    return FaceModelAssets(part_labels=part_labels, dense_landmarks=dense.astype(np.int64), source=source)
+    return FaceModelAssets(part_labels=labels, landmarks=landmarks, eye_openings=eye_openings(mean, triangles, labels),
+                           source=source)
 
 
 def annotation_figure(model: FaceModel, size: int = 512, yaws: tuple[float, ...] = (0.0, 60.0)) -> np.ndarray:
@@ -237,14 +128,20 @@ def landmark_part_labels(landmarks: np.ndarray, size: tuple[int, int], image: np
     return segment_from_landmarks(landmarks, size, None).labels
 
 
+def is_annotated(model: FaceModel) -> bool:
+    """Whether ``model`` has part labels and a landmark correspondence."""
+    return model.has_parts and model.assets.landmarks is not None
+
+
 def ensure_annotations(model: FaceModel, config: AnnotationConfig | None = None,
                        progress: Callable[[int, int], None] | None = None, force: bool = False) -> FaceModel:
-    """Give ``model`` part labels and dense landmarks, running Algorithm 1 once and caching the result
-    in the user's model cache (:func:`fit3dmm.models.store.save_assets`); a no-op when present."""
+    """Give ``model`` part labels, a landmark correspondence and eye openings, running Algorithm 1 once and
+    caching the result in the user's model cache (:func:`fit3dmm.models.store.save_assets`); a no-op when
+    present."""
     from fit3dmm.models.store import save_assets
     from fit3dmm.observe.detect import MediaPipeDetector
 
-    if not force and model.has_parts and model.assets.dense_landmarks is not None:
+    if not force and is_annotated(model):
         return model
     with MediaPipeDetector(max_faces=1) as detector:
         assets = annotate_model(model, detector, landmark_part_labels, config, progress)

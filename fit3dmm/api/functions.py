@@ -74,6 +74,7 @@ def fit(
     progress: Progress | None = None,
     init: str | Path | Start | None = None,
     on_annotate: Callable[[str], None] | None = None,
+    annotate: bool = True,
 ) -> FitResult:
     """Reconstruct the largest face of each image (batched: B images fitted together), exactly as
     ``fit3dmm fit`` does.
@@ -88,9 +89,10 @@ def fit(
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         seg, seg_format: a label map of the (single) photo used for the part segmentation.
         init: a regressor from ``fit3dmm train`` (``run/model.pt``) whose prediction starts the fit.
+        annotate: annotate the model (Algorithm 1, once, cached) when the losses use parts or landmarks.
     """
     pipeline = Pipeline.create(model=model, losses=losses, weights=weights, schedule=schedule, observe=observe,
-                               device=device, init=init, on_annotate=on_annotate)
+                               device=device, init=init, on_annotate=on_annotate, annotate=annotate)
     if isinstance(images, Observation):
         return pipeline.fit(images, progress)
     items = [images] if isinstance(images, str | Path | np.ndarray) else list(images)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fit3dmm.annotate import ensure_annotations
+from fit3dmm.annotate import ensure_annotations, is_annotated
 from fit3dmm.defaults import DEFAULT_LOSSES, DEFAULT_MODEL, STATUS_DIVERGED, STATUS_ERROR, STATUS_OK
 from fit3dmm.fitting.engine import Start, fit_observation, one_line
 from fit3dmm.fitting.problem import Progress
@@ -112,10 +112,11 @@ class Pipeline:
         init: str | Path | Start | None = None,
         detector_factory: Callable[[], LandmarkDetector] = default_detector,
         on_annotate: Callable[[str], None] | None = None,
+        annotate: bool = True,
     ) -> Pipeline:
         """Check the options, load the model (by name, path, or as given), select the losses, annotate the
-        model when they need parts (Algorithm 1, once, cached; ``on_annotate`` is told first) and move it to
-        ``device``.
+        model when they use parts or landmarks (Algorithm 1, once, cached; ``on_annotate`` is told first;
+        ``annotate=False`` keeps the model as it is) and move it to ``device``.
 
         Args:
             losses: e.g. ``"prdl,lmk,reg"``; default :func:`default_losses`.
@@ -131,7 +132,7 @@ class Pipeline:
         selected = parse_losses(losses or default_losses(face_model), weights)
         start = regressor_start(init, face_model) if isinstance(init, str | Path) else init
         segment = needs_parts(selected)
-        if segment and not (face_model.has_parts and face_model.assets.dense_landmarks is not None):
+        if annotate and (segment or "lmk" in selected) and not is_annotated(face_model):
             if on_annotate is not None:
                 on_annotate(f"annotating {face_model.name} with Algorithm 1 (once; cached for later runs)...")
             ensure_annotations(face_model)

@@ -50,7 +50,7 @@ def face_row(fit: FaceFit) -> dict[str, Any]:
         return row
     losses = {name: float(value[0]) for name, value in result.losses.items()}
     row["landmark_error_px"] = _round(landmark_error(result, 0))
-    row["iterations"] = 0 if result.history is None else int(result.history.shape[0])
+    row["iterations"] = result.iterations(0)
     row["loss_total"] = _round(sum(result.weights[name] * v for name, v in losses.items()))
     row.update({f"loss_{name}": _round(v) for name, v in losses.items()})
     return row

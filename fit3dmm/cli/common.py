@@ -42,11 +42,17 @@ def model_option(func: Callable) -> Callable:
 
 
 def schedule_options(func: Callable) -> Callable:
-    """``--iterations`` and ``--rigid-iterations`` (defaults of :mod:`fit3dmm.defaults`)."""
-    func = click.option("--rigid-iterations", default=defaults.RIGID_ITERATIONS, show_default=True,
-                        type=click.IntRange(0, 100000), help="Adam iterations on the pose before that.")(func)
-    return click.option("--iterations", default=defaults.ITERATIONS, show_default=True,
-                        type=click.IntRange(0, 100000), help="Adam iterations on all coefficients.")(func)
+    """``--rigid-iterations``, ``--lm-iterations``, ``--iterations`` (defaults of :mod:`fit3dmm.defaults`)."""
+    func = click.option("--iterations", default=defaults.ITERATIONS, show_default=True,
+                        type=click.IntRange(0, 100000),
+                        help="Refinement iterations with the geometric losses (PRDL, ...), coarse to fine.")(func)
+    func = click.option("--lm-iterations", default=defaults.LM_ITERATIONS, show_default=True,
+                        type=click.IntRange(0, 100000),
+                        help="Levenberg-Marquardt iterations on pose, identity and expression against the "
+                             "landmarks and the prior.")(func)
+    return click.option("--rigid-iterations", default=defaults.RIGID_ITERATIONS, show_default=True,
+                        type=click.IntRange(0, 100000),
+                        help="Levenberg-Marquardt iterations on the pose alone, after PnP.")(func)
 
 
 def size_option(func: Callable) -> Callable:

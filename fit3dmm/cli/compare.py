@@ -42,8 +42,8 @@ GROUP_CHOICES = ("auto", "fasseg", "fasseg-sides", "parts")
 @click.option("--figure-rows", default=8, show_default=True, type=click.IntRange(0, 1000),
               help="Photos stacked in figure.png (every photo gets figures/<name>.png).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def compare(images, out, losses, weights, no_reg, segs, seg_format, dataset, split, limit, groups, model, iterations,
-            rigid_iterations, batch, size, device, figure_rows, quiet) -> None:
+def compare(images, out, losses, weights, no_reg, segs, seg_format, dataset, split, limit, groups, model,
+            rigid_iterations, lm_iterations, iterations, batch, size, device, figure_rows, quiet) -> None:
     """Fit each geometric loss alone to IMAGES (or --dataset) and write Part IoU tables and figures."""
     from fit3dmm.api import ObserveOptions, Schedule
     from fit3dmm.evaluate import LabelledPhoto, fasseg_photos, run_compare
@@ -69,7 +69,7 @@ def compare(images, out, losses, weights, no_reg, segs, seg_format, dataset, spl
     chosen = {"auto": None, "fasseg": FASSEG_GROUPS, "fasseg-sides": FASSEG_GROUPS_BY_SIDE,
               "parts": PART_GROUPS}[groups]
     mean_groups = list(FASSEG_GROUPS) if groups == "fasseg-sides" else None
-    schedule = Schedule(iterations=iterations, rigid_iterations=rigid_iterations)
+    schedule = Schedule(rigid_iterations=rigid_iterations, lm_iterations=lm_iterations, iterations=iterations)
     report = None if quiet else (lambda line: click.echo(line, err=True))
     evaluation, written, failures = run_compare(
         photos, losses.split(","), out, model=model, weights=weights, regularize=not no_reg, schedule=schedule,

@@ -64,8 +64,7 @@ class _BatchBar:
 @schedule_options
 @click.option("--init", "init", type=click.Path(path_type=Path), default=None,
               help="A regressor from `fit3dmm train` (RUN/model.pt): its prediction starts each fit instead of "
-                   "the landmark PnP pose and the mean face; pair it with fewer --iterations and "
-                   "--rigid-iterations 0.")
+                   "the landmark PnP pose and the mean face; pair it with --rigid-iterations 0.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed of the fit.")
 @size_option
 @device_option
@@ -101,9 +100,9 @@ class _BatchBar:
 @click.option("-r", "--recursive", is_flag=True, help="Also take the images in sub-folders of folder inputs.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.pass_context
-def fit(ctx, images, out, losses, weights, model, iterations, rigid_iterations, init, seed, size, device, faces,
-        min_face_size, detect_max_side, mesh_format, color, texture_size, space, npz, depth, parts, overlay, seg,
-        seg_format, batch_size, jobs, overwrite, recursive, quiet) -> None:
+def fit(ctx, images, out, losses, weights, model, rigid_iterations, lm_iterations, iterations, init, seed, size,
+        device, faces, min_face_size, detect_max_side, mesh_format, color, texture_size, space, npz, depth, parts,
+        overlay, seg, seg_format, batch_size, jobs, overwrite, recursive, quiet) -> None:
     """Fit the face model to IMAGES (files, folders or glob patterns) and write a mesh, parameters (JSON) and
     an overlay PNG per face."""
     from fit3dmm import batch
@@ -117,7 +116,8 @@ def fit(ctx, images, out, losses, weights, model, iterations, rigid_iterations, 
     request = batch.check_request(images, out, options, faces=faces, mesh_format=mesh_format, losses=losses,
                                   weights=weights, seg=seg, seg_format=seg_format, recursive=recursive)
     pipeline = Pipeline.create(model=model, losses=losses, weights=weights, observe=observe, device=device,
-                               schedule=Schedule(iterations=iterations, rigid_iterations=rigid_iterations, seed=seed),
+                               schedule=Schedule(rigid_iterations=rigid_iterations, lm_iterations=lm_iterations,
+                                                 iterations=iterations, seed=seed),
                                init=init, on_annotate=lambda line: click.echo(line, err=True))
     if request.labels is not None:
         pipeline.check_labels(str(request.labels.path))

@@ -22,15 +22,15 @@ def list_command() -> None:
         click.echo("no face models found in: " + ", ".join(str(p) for p in search_path()))
         click.echo("install one with: fit3dmm models install ict /path/to/ict-facekit-light")
         return
-    click.echo(f"  {'kind':<9} {'size':>9} {'checksum':<12} {'annotated':<9} {'dense':<5} path")
+    click.echo(f"  {'kind':<9} {'size':>9} {'checksum':<12} {'annotated':<9} {'landmarks':<9} path")
     for e in entries:
         mark = "*" if e.default else " "
         if e.error:
-            click.echo(f"{mark} {e.kind:<9} {'-':>9} {'-':<12} {'-':<9} {'-':<5} {e.path}  ({e.error})")
+            click.echo(f"{mark} {e.kind:<9} {'-':>9} {'-':<12} {'-':<9} {'-':<9} {e.path}  ({e.error})")
             continue
         size = f"{e.size / 2**20:.1f}M"
-        annotated, dense = ("yes" if e.annotated else "no"), ("yes" if e.dense_landmarks else "no")
-        click.echo(f"{mark} {e.kind:<9} {size:>9} {e.checksum[:12]:<12} {annotated:<9} {dense:<5} {e.path}")
+        annotated, landmarks = ("yes" if e.annotated else "no"), ("yes" if e.landmarks else "no")
+        click.echo(f"{mark} {e.kind:<9} {size:>9} {e.checksum[:12]:<12} {annotated:<9} {landmarks:<9} {e.path}")
 
 
 @models.command("install")
@@ -58,7 +58,7 @@ def install_command(kind: str, source: Path, dest: Path | None, force: bool) -> 
 @click.option("--figure", type=click.Path(path_type=Path), default=None,
               help="Also write a PNG of the mesh coloured by part (frontal and profile).")
 def annotate_command(model: str, views: int, seed: int, figure: Path | None) -> None:
-    """Build the model's part annotation and dense landmark correspondence (the paper's Algorithm 1) and
+    """Build the model's part annotation and landmark correspondence (the paper's Algorithm 1) and
     cache them next to the model in the user cache; reproducible for a given --views/--seed."""
     from fit3dmm.annotate import AnnotationConfig, annotation_figure, ensure_annotations
     from fit3dmm.io.images import write_png

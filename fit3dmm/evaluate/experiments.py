@@ -212,6 +212,7 @@ def evaluate_fits(
         for label, weights in configs.items():
             objective = problem.objective(weights)
             params = problem.start({**(init or {}), **shared.as_dict()}, photometric="pho" in weights)
+            problem.landmarks(params, objective)
             result = problem.result(params, objective, problem.refine(params, objective))
             out = store[label]
             if scored:

@@ -62,6 +62,7 @@ def _fit_once(model: FaceModel, observation: Observation, weights: Mapping[str, 
         init = init(problem.observation)
     params = problem.start(init, photometric="pho" in objective.weights)
     problem.rigid(params)
+    problem.landmarks(params, objective)
     refinement = problem.refine(params, objective)
     return problem.result(params, objective, refinement)
 

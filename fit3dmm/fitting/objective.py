@@ -79,6 +79,13 @@ class Objective(nn.Module):
             if "image" in loss.needs and not self.has_albedo:
                 raise ValueError(f"loss {name!r} needs a model with an albedo; {self.model_name} has none")
 
+    def set_stride(self, stride: int) -> None:
+        """Use anchor stride ``stride`` in the terms that have an anchor grid (PRDL), from the next
+        :meth:`prepare` on."""
+        for loss in self.losses.values():
+            if hasattr(loss, "set_stride"):
+                loss.set_stride(stride)
+
     def prepare(self, observation: Observation) -> None:
         """Let each term precompute its target side (e.g. PRDL's Γ(C_p)) for this observation."""
         for loss in self.losses.values():

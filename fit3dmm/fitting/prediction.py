@@ -2,34 +2,25 @@
 
 This is where the paper's prediction-side rules live: V_p(α) keeps only the vertices of part p that are
 visible for the current pose, lie below the forehead line of the target, and (for skin) do not fall on
-pixels the target marks as hair; the jaw-contour landmarks slide to the silhouette (landmark marching).
+pixels the target marks as hair.  The eyes are the samples over the visible openings between the lids where
+the model has them (:mod:`fit3dmm.annotate.eyes`), not the eyeball behind.  The landmarks are the model's
+landmark correspondence (:mod:`fit3dmm.fitting.landmarks`) with their noise for the current pose.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from fit3dmm.fitting.params import FitParameters
+from fit3dmm.fitting.landmarks import DENSE, LandmarkSupport
 from fit3dmm.losses.base import Prediction
 from fit3dmm.models.face_model import FaceModel
+from fit3dmm.observe.detect import MEDIAPIPE_TO_68
 from fit3dmm.render.camera import PerspectiveCamera, transform_points
 from fit3dmm.render.rasterize import vertex_visibility
 from fit3dmm.render.shading import render_shaded, vertex_normals
 from fit3dmm.types.observation import Observation, PointSet
 from fit3dmm.types.parts import PART_NAMES
-
-
-def _pad_lines(lines: list[np.ndarray], device: torch.device) -> tuple[Tensor, Tensor]:
-    """Candidate lists → (J, N) index tensor (0-padded) and (J, N) validity."""
-    n = max((len(c) for c in lines), default=0)
-    idx = np.zeros((len(lines), max(n, 1)), dtype=np.int64)
-    ok = np.zeros_like(idx, dtype=bool)
-    for j, c in enumerate(lines):
-        idx[j, : len(c)] = c
-        ok[j, : len(c)] = True
-    return torch.as_tensor(idx, device=device), torch.as_tensor(ok, device=device)
 
 
 class PredictionBuilder:
@@ -53,33 +44,14 @@ class PredictionBuilder:
         self.use_visibility = use_visibility
         device = model.mean.device
         labels = model.part_labels
-        self.part_vertices = {p: torch.nonzero(labels == i).flatten() for i, p in enumerate(PART_NAMES)}
-        self.contour_index, self.contour_ok = _pad_lines(model.contour_lines, device)
-        dense = model.assets.dense_landmarks
-        self.dense_index = None if dense is None else torch.as_tensor(np.maximum(dense, 0), device=device)
-        self.dense_valid = None if dense is None else torch.as_tensor(dense >= 0, device=device)
+        openings = model.assets.eye_openings
+        self.part_vertices = {p: torch.nonzero(labels == i).flatten() for i, p in enumerate(PART_NAMES)
+                              if p not in openings}
+        self.openings = {p: (torch.as_tensor(s.triangles, device=device), torch.as_tensor(s.bary, device=device))
+                         for p, s in openings.items()}
+        self.landmarks = LandmarkSupport.of(model)
         self._visible: Tensor | None = None
         self._calls = 0
-
-    def _marched_landmarks(self, points2d: Tensor, rotation: Tensor) -> Tensor:
-        """(B, 68, 2): the 68 landmarks with the jaw contour of the side turned away moved to the silhouette."""
-        lmk = self.model.landmarks68
-        out = points2d[:, lmk]
-        if not self.model.contour_lines:
-            return out
-        nose_x = rotation[:, 0, 2]  # image-x direction of the face's forward axis
-        # side turned away: subject's left (model x > 0, image right) when the nose points to image right
-        for j in range(17):
-            if not bool(self.contour_ok[j].any()):
-                continue
-            side = float(np.sign(self.model.mean[lmk[j], 0].item()))
-            cand = self.contour_index[j][self.contour_ok[j]]
-            u = points2d[:, cand, 0]
-            best = cand[(side * u).argmax(dim=1)]  # outermost candidate in the image
-            away = (nose_x * side) > 0
-            chosen = torch.where(away, best, lmk[j].expand_as(best))
-            out[:, j] = points2d[torch.arange(points2d.shape[0], device=points2d.device), chosen]
-        return out
 
     def visibility(self, points2d: Tensor, depth: Tensor, vertices_cam: Tensor, force: bool = False) -> Tensor:
         """(B, V) visibility, recomputed every ``visibility_every`` calls (no gradient)."""
@@ -95,12 +67,18 @@ class PredictionBuilder:
     def part_points(self, points2d: Tensor, visible: Tensor) -> dict[str, PointSet]:
         """V_p(α) for every annotated part, with the visibility / forehead / hair filters applied."""
         obs = self.observation
-        parts: dict[str, PointSet] = {}
+        sets: dict[str, tuple[Tensor, Tensor]] = {}
         for name, idx in self.part_vertices.items():
-            if idx.numel() == 0:
+            if idx.numel():
+                sets[name] = (points2d[:, idx], visible[:, idx].clone())
+        for name, (tri, bary) in self.openings.items():
+            pts = (points2d[:, tri] * bary.to(points2d)[..., None]).sum(-2)
+            sets[name] = (pts, visible[:, tri].all(-1))
+        parts: dict[str, PointSet] = {}
+        for name in PART_NAMES:
+            if name not in sets:
                 continue
-            pts = points2d[:, idx]
-            valid = visible[:, idx].clone()
+            pts, valid = sets[name]
             if obs.forehead_line is not None:
                 line = obs.forehead_line.to(pts.dtype)
                 side = pts[..., 0] * line[:, None, 0] + pts[..., 1] * line[:, None, 1] + line[:, None, 2]
@@ -114,7 +92,10 @@ class PredictionBuilder:
             parts[name] = PointSet(pts, valid)
         return parts
 
-    def __call__(self, params: FitParameters, render_image: bool = False) -> Prediction:
+    def __call__(self, params, render_image: bool = False) -> Prediction:
+        """The prediction of ``params`` (coefficients with ``identity``, ``expression``, ``translation``,
+        ``albedo``, ``lighting`` and ``rotation_matrix()``: a :class:`~fit3dmm.fitting.params.FitParameters`
+        or a regressor's output)."""
         model = self.model
         out = model(params.identity, params.expression, params.albedo)
         rotation = params.rotation_matrix()
@@ -128,15 +109,16 @@ class PredictionBuilder:
             size = self.observation.size
             image, mask = render_shaded(points2d, depth, model.triangles, normals, (size, size),
                                         albedo=out.albedo, light=params.lighting)
-        dense = None
-        if self.dense_index is not None:
-            dense = points2d[:, self.dense_index]
+        lmk_cam, lmk_normals = self.landmarks.points(verts_cam)
+        landmarks, _ = self.camera.project(lmk_cam)
+        sigma = self.landmarks.noise(lmk_normals, lmk_cam, self.observation.size)
         coeffs = {"identity": params.identity, "expression": params.expression,
                   "rotation": params.rotation, "translation": params.translation}
         if params.albedo is not None:
             coeffs["albedo"] = params.albedo
         if params.lighting is not None:
             coeffs["lighting"] = params.lighting
+        dense = self.landmarks.target == DENSE
         return Prediction(
             vertices=out.vertices,
             vertices_cam=verts_cam,
@@ -145,9 +127,10 @@ class PredictionBuilder:
             visible=visible,
             triangles=model.triangles,
             part_labels=model.part_labels,
-            landmarks68=self._marched_landmarks(points2d, rotation),
-            landmarks=dense,
-            landmark_valid=self.dense_valid,
+            landmarks68=landmarks[:, MEDIAPIPE_TO_68] if dense else landmarks,
+            landmarks=landmarks,
+            landmark_sigma=sigma,
+            landmark_target=self.landmarks.target,
             parts=self.part_points(points2d, visible),
             coefficients=coeffs,
             image=image,

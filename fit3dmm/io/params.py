@@ -104,7 +104,6 @@ def result_to_dict(result: FitResult, index: int, extra: dict[str, Any] | None =
         raise ValueError(f"{len(names)} expression names for {expression.shape[0]} expression coefficients")
     obs = result.observation
     yaw, pitch, roll = _plain(result.pose_deg[index])
-    history = result.history
     doc = {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
@@ -145,7 +144,7 @@ def result_to_dict(result: FitResult, index: int, extra: dict[str, Any] | None =
         "losses": {name: _plain(value[index]) for name, value in result.losses.items()},
         "weights": _plain(dict(result.weights)),
         "timings": _plain(dict(result.timings)),
-        "iterations": None if history is None else int(history.shape[0]),
+        "iterations": result.iterations(index),
     }
     if extra is not None:
         doc["extra"] = _plain(extra)

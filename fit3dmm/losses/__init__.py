@@ -5,7 +5,7 @@ from fit3dmm.losses.base import Loss, Prediction
 from fit3dmm.losses.chamfer import ChamferLoss, chamfer_distance
 from fit3dmm.losses.dcd import DCDLoss, dcd_distance
 from fit3dmm.losses.icp import ICPLoss, ReverseICPLoss, icp_distance
-from fit3dmm.losses.landmark import LandmarkLoss, landmark_loss
+from fit3dmm.losses.landmark import LandmarkLoss, landmark_chi2
 from fit3dmm.losses.photometric import PhotometricLoss, photometric_loss
 from fit3dmm.losses.prdl import PRDLLoss, prdl_descriptor, prdl_loss
 from fit3dmm.losses.registry import GEOMETRIC_LOSSES, LOSS_CLASSES, loss_class, parse_losses
@@ -30,7 +30,7 @@ __all__ = [
     "coefficient_l2",
     "dcd_distance",
     "icp_distance",
-    "landmark_loss",
+    "landmark_chi2",
     "loss_class",
     "parse_losses",
     "photometric_loss",

@@ -28,9 +28,13 @@ class Prediction:
         visible: (B, V) bool, facing the camera and not occluded (no gradient).
         triangles: (T, 3) triangles indexing ``vertices``.
         part_labels: (V,) part index per vertex, -1 = none.
-        landmarks68: (B, 68, 2) projected 68 landmarks (jaw contour after landmark marching).
-        landmarks: (B, L, 2) projected dense landmarks (e.g. mediapipe's 478), or None.
-        landmark_valid: (L,) bool, dense landmarks that have a model vertex, or None.
+        landmarks68: (B, 68, 2) the projected landmarks that mean the detector's 68.
+        landmarks: (B, L, 2) the projected model landmarks (the detector's dense set, e.g. mediapipe's 478,
+            or the 68 for a model without a landmark correspondence; ``landmark_target`` says which).
+        landmark_sigma: (B, L) their noise per axis in crop pixels for the current pose (the landmark term
+            needs both).
+        landmark_target: ``"dense"`` (compared with ``Observation.landmarks``) or ``"68"``
+            (``Observation.landmarks68``).
         parts: per part name, the predicted point set V_p(α): projected vertices of part p that are visible,
             below the forehead line and (skin) not on hair in the target; (B, N_p, 2) with a validity mask.
         coefficients: the current coefficients by name (identity, expression, rotation, translation, ...).
@@ -47,7 +51,8 @@ class Prediction:
     part_labels: Tensor
     landmarks68: Tensor
     landmarks: Tensor | None = None
-    landmark_valid: Tensor | None = None
+    landmark_sigma: Tensor | None = None
+    landmark_target: str = "68"
     parts: dict[str, PointSet] = field(default_factory=dict)
     coefficients: dict[str, Tensor] = field(default_factory=dict)
     image: Tensor | None = None

@@ -189,6 +189,15 @@ class PRDLLoss(Loss):
         self._target_valid: Tensor | None = None
         self._plans: dict[tuple[torch.dtype, torch.device], DistanceSumPlan] = {}
 
+    def set_stride(self, stride: int) -> None:
+        """Use an anchor grid of stride ``stride`` (no effect with explicit anchors); Γ(C_p) is recomputed at the
+        next :meth:`prepare` or forward."""
+        if stride < 1:
+            raise ValueError(f"stride must be ≥ 1, got {stride}")
+        if stride != self.stride:
+            self.stride = stride
+            self._observation = None
+
     def prepare(self, observation: Observation) -> None:
         """Compute Γ(C_p) for every part of ``observation`` (zeros and invalid where C_p is absent/empty)."""
         grid = self.anchors if self.anchors is not None else AnchorGrid.full(observation.size, self.stride)

@@ -9,13 +9,14 @@ unit by its loader, so cameras, losses and writers never see model-specific conv
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fit3dmm.types.parts import NUM_PARTS, PART_NAMES
+from fit3dmm.models.assets import FaceModelAssets
+from fit3dmm.types.parts import PART_NAMES
 
 
 @dataclass
@@ -27,20 +28,6 @@ class FaceModelOutput:
 
     vertices: Tensor
     albedo: Tensor | None = None
-
-
-@dataclass
-class FaceModelAssets:
-    """Per-vertex annotations that are not part of the linear model itself.
-
-    ``part_labels`` (V,) int64: index into :data:`fit3dmm.types.parts.PART_NAMES`, -1 for no part.
-    ``dense_landmarks`` (L,) int64: model vertex for each landmark of a dense detector (mediapipe's 478),
-    -1 where no vertex corresponds.  ``source`` says where they came from (file, command).
-    """
-
-    part_labels: np.ndarray | None = None
-    dense_landmarks: np.ndarray | None = None
-    source: dict[str, str] = field(default_factory=dict)
 
 
 def quads_to_triangles(faces: np.ndarray) -> np.ndarray:
@@ -75,7 +62,7 @@ class FaceModel(nn.Module):
         face_vertices: indices of the face region used for fitting; default all.
         contour_lines: for each of the 17 jaw landmarks a list of candidate vertices for landmark
             marching (empty for landmarks that do not slide).
-        assets: part labels and dense landmark correspondences (Algorithm 1), optional.
+        assets: part labels, landmark correspondence, eye openings (Algorithm 1), optional.
         uv, triangles_uv: texture coordinates (Nuv, 2) and per-triangle uv indices (T, 3), optional.
         checksum: a string that identifies the model data (sha256 of the source file).
     """
@@ -235,12 +222,7 @@ class FaceModel(nn.Module):
         lmk = remap[self.landmarks68.cpu().numpy()]
         if (lmk < 0).any():
             raise ValueError(f"{self.name}: some of the 68 landmarks lie outside the face region")
-        assets = FaceModelAssets(
-            part_labels=None if self.assets.part_labels is None else self.assets.part_labels[keep],
-            dense_landmarks=None if self.assets.dense_landmarks is None else np.where(
-                self.assets.dense_landmarks >= 0, remap[np.maximum(self.assets.dense_landmarks, 0)], -1),
-            source=dict(self.assets.source),
-        )
+        assets = self.assets.remap(remap, keep)
         sub = FaceModel(
             self.name,
             self.mean[keep].cpu().numpy(),
@@ -293,11 +275,3 @@ def file_checksum(path: str) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def check_part_labels(labels: np.ndarray, num_vertices: int) -> np.ndarray:
-    """Validate (V,) part labels in [-1, NUM_PARTS) and return them as int64."""
-    labels = np.asarray(labels, dtype=np.int64)
-    if labels.shape != (num_vertices,) or labels.min() < -1 or labels.max() >= NUM_PARTS:
-        raise ValueError(f"part labels must be ({num_vertices},) in [-1, {NUM_PARTS}), got {labels.shape}")
-    return labels

@@ -161,12 +161,15 @@ class Coefficients:
 def nominal_translation(model: FaceModel, size: int = 224) -> tuple[float, float, float]:
     """Where the mean face sits when a photo is cropped the way :func:`~fit3dmm.observe.observe.observe_face`
     does: the translation (cm) that puts the :func:`~fit3dmm.observe.crop.crop_box` of the projected landmarks
-    (dense ones when the model has them, else the 68) exactly on the crop of the default crop camera."""
-    region = model.region()
-    dense = region.assets.dense_landmarks
-    index = torch.as_tensor(dense[dense >= 0]) if dense is not None and (dense >= 0).sum() >= 68 \
-        else region.landmarks68.cpu()
-    points = region.mean.detach().cpu().double()[index]
+    (the dense landmark correspondence when the model has one, else its 68) exactly on the crop of the default
+    crop camera."""
+    mean = model.mean.detach().cpu().double()
+    landmarks = model.assets.landmarks
+    if landmarks is not None:
+        weights = torch.as_tensor(landmarks.weights).double()
+        points = (mean[torch.as_tensor(landmarks.vertices)] * weights[..., None]).sum(1)
+    else:
+        points = mean[model.landmarks68.cpu()]
     camera = PerspectiveCamera.for_crop(size, 1, dtype=torch.float64)
     trial = 100.0
     pix, _ = camera.project((points + torch.tensor([0.0, 0.0, -trial], dtype=torch.float64))[None])

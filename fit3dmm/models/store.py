@@ -10,7 +10,7 @@ each folder itself and its direct sub-folders (so ``FIT3DMM_MODELS=/work/shared/
 ``ict-facekit-light/``).  ``<cache>`` (:func:`cache_root`) is ``$FIT3DMM_CACHE`` if set, else
 ``$XDG_CACHE_HOME/fit3dmm``, else ``~/.cache/fit3dmm``; it is the root of every fit3dmm cache.
 
-Assets (part labels and dense landmark correspondences built by the paper's Algorithm 1) are cached per
+Assets (part labels, landmark correspondences and eye openings built by the paper's Algorithm 1) are cached per
 model data under ``<cache>/assets/<name>-<checksum[:12]>/annotations.npz`` and attached by
 :func:`load_model`.  Everything is read from the environment at call time; nothing is kept between calls.
 """
@@ -30,6 +30,7 @@ import torch
 
 from fit3dmm.defaults import DEFAULT_MODEL
 from fit3dmm.io.atomic import atomic_write
+from fit3dmm.models.assets import Correspondence, FaceModelAssets, SurfaceSamples, check_part_labels
 from fit3dmm.models.bfm import (
     BFM_CONVERTED_FILES,
     BFM_RAW_FILES,
@@ -38,7 +39,7 @@ from fit3dmm.models.bfm import (
     load_bfm2009,
 )
 from fit3dmm.models.ddfa_v3 import DDFA_V3_FILE, load_ddfa_v3
-from fit3dmm.models.face_model import FaceModel, FaceModelAssets, check_part_labels, file_checksum
+from fit3dmm.models.face_model import FaceModel, file_checksum
 from fit3dmm.models.ict import ICT_NPZ, load_ict
 from fit3dmm.models.ict_obj import ICT_INDEX_JSON, check_ict_npz, convert_ict_checkout, find_facex_folder
 
@@ -68,8 +69,8 @@ class ModelEntry:
     """One installed or reachable model, as listed by :func:`list_models`.
 
     ``default``: the entry that the name ``kind`` resolves to; ``size``: bytes of the model files;
-    ``annotated``: part labels available (in the file or the asset cache); ``dense_landmarks``: cached
-    dense landmark correspondences; ``error``: why the folder could not be read ("" when it could).
+    ``annotated``: part labels available (in the file or the asset cache); ``landmarks``: a cached
+    landmark correspondence; ``error``: why the folder could not be read ("" when it could).
     """
 
     name: str
@@ -79,7 +80,7 @@ class ModelEntry:
     size: int = 0
     checksum: str = ""
     annotated: bool = False
-    dense_landmarks: bool = False
+    landmarks: bool = False
     error: str = ""
 
 
@@ -244,8 +245,9 @@ def load_model(
     if cached is not None:
         own = model.assets
         labels = own.part_labels if own.part_labels is not None else cached.part_labels
-        dense = own.dense_landmarks if own.dense_landmarks is not None else cached.dense_landmarks
-        model.assets = FaceModelAssets(labels, dense, source={**cached.source, **own.source})
+        landmarks = own.landmarks if own.landmarks is not None else cached.landmarks
+        model.assets = FaceModelAssets(labels, landmarks, own.eye_openings or cached.eye_openings,
+                                       source={**cached.source, **own.source})
     return model if device is None else model.to(device)
 
 
@@ -264,23 +266,23 @@ def assets_dir(model: FaceModel) -> Path:
 def _read_assets(path: Path, num_vertices: int) -> FaceModelAssets:
     try:
         with np.load(path, allow_pickle=False) as data:
-            labels = data["part_labels"] if "part_labels" in data.files else None
-            dense = data["dense_landmarks"] if "dense_landmarks" in data.files else None
-            source = json.loads(str(data["source"])) if "source" in data.files else {}
+            arrays = {name: data[name] for name in data.files}
+        source = json.loads(str(arrays.pop("source"))) if "source" in arrays else {}
         if not isinstance(source, dict):
             raise ValueError("'source' must be a JSON object")
+        labels = arrays.get("part_labels")
         labels = None if labels is None else check_part_labels(labels, num_vertices)
-        dense = None if dense is None else _check_dense(dense, num_vertices)
+        landmarks = Correspondence.from_arrays(arrays, num_vertices) if "landmark_vertices" in arrays else None
+        openings = {}
+        for name in ("left_eye", "right_eye"):
+            if f"{name}_triangles" in arrays:
+                tri = np.asarray(arrays[f"{name}_triangles"], np.int64)
+                if tri.size and (tri.min() < 0 or tri.max() >= num_vertices):
+                    raise ValueError(f"{name} opening must index the model's {num_vertices} vertices")
+                openings[name] = SurfaceSamples(tri, np.asarray(arrays[f"{name}_bary"], np.float32))
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"{path}: unreadable or not made for this model ({exc})") from exc
-    return FaceModelAssets(labels, dense, source={str(k): str(v) for k, v in source.items()})
-
-
-def _check_dense(dense: np.ndarray, num_vertices: int) -> np.ndarray:
-    dense = np.asarray(dense, dtype=np.int64)
-    if dense.ndim != 1 or (dense.size and (dense.min() < -1 or dense.max() >= num_vertices)):
-        raise ValueError(f"dense landmarks must be (L,) in [-1, {num_vertices}), got shape {dense.shape}")
-    return dense
+    return FaceModelAssets(labels, landmarks, openings, source={str(k): str(v) for k, v in source.items()})
 
 
 def load_assets(model: FaceModel) -> FaceModelAssets | None:
@@ -294,14 +296,19 @@ def load_assets(model: FaceModel) -> FaceModelAssets | None:
 def save_assets(model: FaceModel, assets: FaceModelAssets) -> Path:
     """Validate and write ``assets`` for ``model`` atomically; returns the file written.
 
-    Keys: ``part_labels`` (V,) int64 and ``dense_landmarks`` (L,) int64, each only when not None, and
-    ``source``, a JSON object as a string.
+    Keys: ``part_labels`` (V,) int64; ``landmark_vertices``, ``landmark_weights``, ``landmark_sigma``,
+    ``landmark_sigma_hidden``, ``landmark_triangle`` (:class:`~fit3dmm.models.assets.Correspondence`);
+    ``<eye>_triangles``, ``<eye>_bary`` per eye opening; each only when present; and ``source``, a JSON object
+    as a string.
     """
     arrays: dict[str, np.ndarray] = {"source": np.asarray(json.dumps(assets.source, sort_keys=True))}
     if assets.part_labels is not None:
         arrays["part_labels"] = check_part_labels(assets.part_labels, model.num_vertices)
-    if assets.dense_landmarks is not None:
-        arrays["dense_landmarks"] = _check_dense(assets.dense_landmarks, model.num_vertices)
+    if assets.landmarks is not None:
+        arrays.update(Correspondence.from_arrays(assets.landmarks.arrays(), model.num_vertices).arrays())
+    for name, samples in assets.eye_openings.items():
+        arrays[f"{name}_triangles"] = samples.triangles
+        arrays[f"{name}_bary"] = samples.bary
     path = assets_dir(model) / ASSETS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as out:
@@ -333,7 +340,7 @@ def list_models() -> list[ModelEntry]:
                 entry.error = str(exc)
             else:
                 entry.annotated = kind == "3ddfa_v3" or "part_labels" in keys
-                entry.dense_landmarks = "dense_landmarks" in keys
+                entry.landmarks = "landmark_vertices" in keys
             entries.append(entry)
     return entries
 

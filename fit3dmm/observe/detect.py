@@ -28,6 +28,13 @@ MEDIAPIPE_TO_68 = np.array(
     dtype=np.int64,
 )
 
+# mediapipe FaceMesh's face outline (FACEMESH_FACE_OVAL): points that slide along the silhouette with the pose
+MEDIAPIPE_FACE_OVAL = np.array(
+    [10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172, 176, 234, 251, 284, 288, 297,
+     323, 332, 338, 356, 361, 365, 377, 378, 379, 389, 397, 400, 454],
+    dtype=np.int64,
+)
+
 
 @contextmanager
 def _native_stderr_silenced() -> Iterator[None]:

@@ -20,9 +20,9 @@ from fit3dmm.api import ObserveOptions, Pipeline, Schedule, load_model
 from fit3dmm.fitting.engine import fit_observation
 from fit3dmm.losses.registry import parse_losses
 from fit3dmm.models.face_model import FaceModel
+from fit3dmm.models.instances import SyntheticConfig
 from fit3dmm.models.regressor import CoefficientLayout, FaceRegressor, RegressorStart, check_model, load_regressor
 from fit3dmm.observe.image import load_image
-from fit3dmm.synthetic import SyntheticConfig
 from fit3dmm.train.data import ObservationCache, TrainItem, find_target, observe_photos, read_target
 from fit3dmm.train.distributed import DistInfo, barrier, setup_distributed, teardown_distributed
 from fit3dmm.train.loop import TrainConfig, train_regressor
@@ -146,7 +146,7 @@ def regressor_result(
     started from them: same outputs as ``fit``, losses reported for ``weights``, default landmarks +
     regulariser).  With ``refine`` they start :func:`~fit3dmm.fitting.engine.fit_observation`.
     """
-    schedule = replace(refine or Schedule(rigid_iterations=0, iterations=0), num_identity=regressor.layout.identity)
+    schedule = replace(refine or Schedule.no_iterations(), num_identity=regressor.layout.identity)
     return fit_observation(model, observation, weights or parse_losses("lmk,reg"), schedule,
                            init=RegressorStart(regressor))
 
@@ -169,7 +169,7 @@ def predict_photo(
         model = load_model(model or meta["model"].get("name") or "ict")
     if meta["model"]:
         check_model(meta, model)
-    schedule = Schedule(rigid_iterations=0, iterations=0, num_identity=regressor.layout.identity)
+    schedule = Schedule.no_iterations(num_identity=regressor.layout.identity)
     pipeline = Pipeline.create(model=model, losses="lmk,reg", device=device, schedule=schedule,
                                observe=ObserveOptions(size=regressor.size), init=RegressorStart(regressor))
     name = "image" if isinstance(photo, np.ndarray) else str(photo)

@@ -4,8 +4,9 @@ coefficients as targets, cached like photos."""
 from __future__ import annotations
 
 from fit3dmm.models.face_model import FaceModel
+from fit3dmm.models.instances import SyntheticConfig, sample_coefficients
 from fit3dmm.models.regressor import CoefficientLayout
-from fit3dmm.synthetic import SyntheticConfig, render_synthetic, sample_coefficients
+from fit3dmm.synthetic import render_synthetic
 from fit3dmm.train.data import ObservationCache, TrainItem
 
 

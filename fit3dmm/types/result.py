@@ -37,7 +37,8 @@ class FitResult:
         landmarks68_cam: (B, 68, 3) the fitted landmarks in camera space (cm).
         losses: final unweighted value of each loss term, (B,) each.
         weights: the weight of each loss term.
-        history: total loss per iteration, (iterations, B).
+        history: total loss per refinement iteration, (iterations, B); NaN after a face's fit stopped (when
+            results of different lengths were stacked), or None without a refinement.
         timings: seconds spent per stage.
         expression_names: names of the expression coefficients (ARKit names for ICT).
         model_info: the model's :meth:`~fit3dmm.models.face_model.FaceModel.describe`.
@@ -69,6 +70,13 @@ class FitResult:
     @property
     def batch_size(self) -> int:
         return self.vertices.shape[0]
+
+    def iterations(self, index: int) -> int:
+        """How many refinement iterations face ``index`` ran (0 without a refinement)."""
+        if self.history is None:
+            return 0
+        ran = ~torch.isnan(self.history[:, index])
+        return int(ran.nonzero().max()) + 1 if bool(ran.any()) else 0
 
     @staticmethod
     def stack(results: list[FitResult]) -> FitResult:
@@ -142,6 +150,9 @@ def _cat(items: list[object], axis: int) -> object:
             raise ValueError("cannot stack results where only some have a value")
         return None
     if isinstance(first, Tensor):
+        if axis == 1:  # per-iteration values of fits that stopped at different iterations: pad with NaN
+            rows = max(i.shape[0] for i in items)
+            items = [torch.cat([i, i.new_full((rows - i.shape[0], *i.shape[1:]), float("nan"))]) for i in items]
         return torch.cat([i.to(first.device) for i in items], dim=axis)
     if isinstance(first, dict):
         return {k: _cat([i[k] for i in items], axis) for k in first}
