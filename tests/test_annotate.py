@@ -116,8 +116,8 @@ def test_boundary_loops_and_cap_samples_of_a_hole():
     assert (points[:, :2] >= 0.5 - 1e-6).all() and (points[:, :2] <= 1.5 + 1e-6).all()  # inside the hole
     labels = np.full(12, -1)
     labels[[8, 9, 10, 11]] = PART_INDEX["left_eye"]
-    openings = eye_openings(mean, tri, labels)
-    assert list(openings) == ["left_eye"]
+    openings, relabelled = eye_openings(mean, tri, labels)
+    assert list(openings) == ["left_eye"] and (relabelled == labels).all()  # no mesh behind the hole
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

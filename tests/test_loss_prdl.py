@@ -201,7 +201,7 @@ def test_prdl_loss_module_prepares_targets_once_and_follows_the_observation() ->
     pred = face_sets(32, (0.5, -0.5), 60, torch.float32)
     obs = observation(32, tgt)
     loss = PRDLLoss()
-    assert (loss.name, loss.default_weight, loss.needs) == ("prdl", 0.8e-3, ("points",))
+    assert (loss.name, loss.default_weight, loss.needs) == ("prdl", 0.1, ("points",))
     value = loss(prediction(pred), obs)
     grid = AnchorGrid.full(32)
     target, target_valid = _targets({k: PointSet(v.points.double(), v.valid) for k, v in tgt.items()}, grid)
@@ -219,6 +219,28 @@ def test_prdl_loss_module_prepares_targets_once_and_follows_the_observation() ->
     with pytest.raises(ValueError, match="stats"):
         PRDLLoss(stats=("median",))
     assert set(PART_NAMES) >= set(tgt)
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_coarse_anchor_prdl_equals_the_dense_reference_on_the_same_anchors(stride: int) -> None:
+    tgt = face_sets(48, (0.0, 0.0), 70, torch.float64)
+    pred = face_sets(48, (0.9, 0.4), 80, torch.float64)
+    obs = observation(48, tgt)
+
+    def value_and_grad(impl: str) -> tuple[float, torch.Tensor]:
+        loss = PRDLLoss(impl=impl)
+        loss.set_stride(stride)  # as the refinement's coarse phase does
+        points = {k: PointSet(v.points.clone().requires_grad_(), v.valid) for k, v in pred.items()}
+        value = loss(prediction(points), obs).sum()
+        value.backward()
+        return value.item(), torch.cat([p.points.grad.flatten() for p in points.values()])
+
+    fast, fast_grad = value_and_grad("fast")
+    dense, dense_grad = value_and_grad("dense")
+    assert fast == pytest.approx(dense, rel=1e-6)
+    torch.testing.assert_close(fast_grad, dense_grad, rtol=1e-5, atol=1e-7)
+    full = PRDLLoss()(prediction(pred), obs).item()
+    assert fast != pytest.approx(full, rel=1e-9)  # the stride took effect: other anchors
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")

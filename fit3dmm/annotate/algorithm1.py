@@ -87,8 +87,8 @@ def annotate_model(
     source = {"method": "Algorithm 1 (Wang et al. CVPR 2024) on model renders; landmarks fitted on renders",
               "views": str(config.views), "detected": str(detected), "seed": str(config.seed),
               "size": str(config.size), "detector": detector.name}
-    return FaceModelAssets(part_labels=labels, landmarks=landmarks, eye_openings=eye_openings(mean, triangles, labels),
-                           source=source)
+    openings, labels = eye_openings(mean, triangles, labels)
+    return FaceModelAssets(part_labels=labels, landmarks=landmarks, eye_openings=openings, source=source)
 
 
 def annotation_figure(model: FaceModel, size: int = 512, yaws: tuple[float, ...] = (0.0, 60.0)) -> np.ndarray:

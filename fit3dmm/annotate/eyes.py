@@ -53,14 +53,13 @@ def boundary_loops(triangles: np.ndarray) -> list[np.ndarray]:
     return loops
 
 
-def largest_component(triangles: np.ndarray, num_vertices: int) -> np.ndarray:
-    """The triangles of the largest edge-connected component (the face surface, not the eyeballs)."""
+def components(triangles: np.ndarray, num_vertices: int) -> tuple[np.ndarray, int]:
+    """(component of each vertex (V,), the component of the most triangles: the face surface)."""
     edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]]])
     graph = scipy.sparse.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])),
                                     shape=(num_vertices, num_vertices))
     _, comp = scipy.sparse.csgraph.connected_components(graph, directed=False)
-    tri_comp = comp[triangles[:, 0]]
-    return triangles[tri_comp == np.bincount(tri_comp).argmax()]
+    return comp, int(np.bincount(comp[triangles[:, 0]]).argmax())
 
 
 def ear_clip(polygon: np.ndarray) -> np.ndarray:
@@ -122,17 +121,24 @@ def cap_samples(ring: np.ndarray, mean: np.ndarray, count: int = SAMPLES, seed: 
     return SurfaceSamples(ring[cap[which]], bary.astype(np.float32))
 
 
-def eye_openings(mean: np.ndarray, triangles: np.ndarray, labels: np.ndarray) -> dict[str, SurfaceSamples]:
+def eye_openings(mean: np.ndarray, triangles: np.ndarray, labels: np.ndarray
+                 ) -> tuple[dict[str, SurfaceSamples], np.ndarray]:
     """Samples over each eye's opening, for every eye part whose labelled vertices surround a hole of the face
-    surface (none for a mesh closed over the eyes).
+    surface (none for a mesh closed over the eyes), and the labels with every vertex of the separate meshes
+    behind an opening (the eyeball) given that eye's part: only the eyeball's part seen through the opening
+    shows in a render, so a rendered "eye" is then exactly the opening.
 
     Args:
         mean: (V, 3) mean shape; triangles: the fitted region's triangles (full-model indices).
         labels: (V,) part labels.
+    Returns:
+        (samples per eye part, the relabelled (V,) labels).
     """
-    face = largest_component(triangles, len(mean))
+    comp, face_comp = components(triangles, len(mean))
+    face = triangles[comp[triangles[:, 0]] == face_comp]
     loops = sorted(boundary_loops(face), key=len)[:-1]  # the longest loop is the face's outer edge
-    out = {}
+    out, labels = {}, labels.copy()
+    used = np.unique(triangles)
     for name in EYES:
         members = labels == PART_INDEX[name]
         if not members.any() or not loops:
@@ -140,6 +146,13 @@ def eye_openings(mean: np.ndarray, triangles: np.ndarray, labels: np.ndarray) ->
         centre = mean[members].mean(0)
         offsets = [np.linalg.norm(mean[loop].mean(0) - centre) for loop in loops]
         best = int(np.argmin(offsets))
-        if offsets[best] <= MAX_OFFSET:
-            out[name] = cap_samples(loops[best], mean)
-    return out
+        if offsets[best] > MAX_OFFSET:
+            continue
+        ring = loops[best]
+        out[name] = cap_samples(ring, mean)
+        hole = mean[ring].mean(0)
+        for c in np.unique(comp[used]):
+            members = used[comp[used] == c]
+            if c != face_comp and np.linalg.norm(mean[members].mean(0)[:2] - hole[:2]) <= MAX_OFFSET:
+                labels[members] = PART_INDEX[name]
+    return out, labels

@@ -29,7 +29,7 @@ def parse_weights(ctx: click.Context, param: click.Parameter, value: tuple[str, 
 def loss_options(func: Callable) -> Callable:
     """``--loss LIST`` and repeatable ``--weight NAME=VALUE``."""
     func = click.option("--weight", "weights", multiple=True, callback=parse_weights,
-                        help="Override a loss weight, e.g. --weight prdl=0.8e-3 (repeatable).")(func)
+                        help="Override a loss weight, e.g. --weight prdl=0.3 (repeatable).")(func)
     return click.option("--loss", "losses", default=None,
                         help="Comma-separated losses among lmk, reg, pho, prdl, softras, icp, icp_rev, chamfer, "
                              "dcd. Default: prdl,lmk,reg when the model has part annotations, else lmk,reg.")(func)

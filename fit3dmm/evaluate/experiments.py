@@ -24,6 +24,7 @@ Typical use::
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,8 +57,8 @@ class ConfigRun:
         vertices: (N, V, 3) fitted model-space vertices (cm), when kept.
         vertices_cam: (N, V, 3) fitted camera-space vertices (cm), when kept.
         status: per target "ok" or "diverged".
-        iterations: Adam iterations of the shape stage.
-        fit_seconds: per batch, the seconds of the shape stage (the loop over iterations).
+        iterations: per target, the refinement iterations it ran.
+        fit_seconds: per batch, the seconds of the configuration's own stages (landmark stage and refinement).
         batch_sizes: the number of faces of each batch.
     """
 
@@ -70,17 +71,16 @@ class ConfigRun:
     vertices: np.ndarray | None
     vertices_cam: np.ndarray | None
     status: list[str]
-    iterations: int
+    iterations: list[int]
     fit_seconds: list[float]
     batch_sizes: list[int]
 
     @property
-    def seconds_per_iteration(self) -> float:
-        """Median over batches of the shape-stage seconds per iteration, per face (divided by the batch size)."""
-        if self.iterations == 0 or not self.fit_seconds:
+    def seconds_per_face(self) -> float:
+        """Median over batches of the configuration's fitting seconds per face (divided by the batch size)."""
+        if not self.fit_seconds:
             return math.nan
-        per_face = [s / self.iterations / b for s, b in zip(self.fit_seconds, self.batch_sizes, strict=True)]
-        return float(np.median(per_face))
+        return float(np.median([s / b for s, b in zip(self.fit_seconds, self.batch_sizes, strict=True)]))
 
 
 @dataclass
@@ -109,8 +109,8 @@ class Evaluation:
 
     def summary_rows(self) -> list[dict[str, object]]:
         """One row per configuration: mean IoU over targets per group, ``mean`` (the mean over targets of
-        the per-target mean over ``mean_groups``), ``images``, ``iterations``, ``ms_per_it`` (per face),
-        ``diverged``."""
+        the per-target mean over ``mean_groups``), ``images``, ``iterations`` (mean refinement iterations run),
+        ``ms_per_face`` (landmark stage and refinement), ``diverged``."""
         rows = []
         for run in self.runs:
             row: dict[str, object] = {"config": run.name}
@@ -119,8 +119,8 @@ class Evaluation:
                     row[name] = float(nanmean(run.iou[:, g]))
                 row["mean"] = float(nanmean(self.mean_iou(run)))
             row["images"] = len(run.status)
-            row["iterations"] = run.iterations
-            row["ms_per_it"] = 1000.0 * run.seconds_per_iteration
+            row["iterations"] = float(np.mean(run.iterations)) if run.iterations else 0.0
+            row["ms_per_face"] = 1000.0 * run.seconds_per_face
             row["diverged"] = sum(s != STATUS_OK for s in run.status)
             rows.append(row)
         return rows
@@ -142,7 +142,7 @@ class Evaluation:
     def table_columns(self) -> list[str]:
         has_iou = any(r.iou is not None for r in self.runs)
         scores = [*self.groups, "mean"] if has_iou else []
-        return ["config", *scores, "images", "iterations", "ms_per_it", "diverged"]
+        return ["config", *scores, "images", "iterations", "ms_per_face", "diverged"]
 
 
 def nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray | float:
@@ -197,7 +197,8 @@ def evaluate_fits(
         raise ValueError(f"{model.name} has no part labels; annotate it (ensure_annotations) to score Part IoU")
     names = [t.name for t in targets]
     store: dict[str, dict[str, list]] = {label: {k: [] for k in ("iou", "labels", "lmk", "pose", "verts", "cam",
-                                                                 "status", "seconds", "batch")}
+                                                                 "status", "seconds", "batch",
+                                                                 "iterations")}
                                          for label in configs}
     rigid_seconds = []
     for start in range(0, len(targets), batch_size):
@@ -212,8 +213,11 @@ def evaluate_fits(
         for label, weights in configs.items():
             objective = problem.objective(weights)
             params = problem.start({**(init or {}), **shared.as_dict()}, photometric="pho" in weights)
+            clock = time.perf_counter()
             problem.landmarks(params, objective)
-            result = problem.result(params, objective, problem.refine(params, objective))
+            refinement = problem.refine(params, objective)
+            seconds = time.perf_counter() - clock
+            result = problem.result(params, objective, refinement)
             out = store[label]
             if scored:
                 labels = render_fit_labels(result, part_labels, frame)
@@ -228,11 +232,12 @@ def evaluate_fits(
                 out["verts"].append(result.vertices.detach().float().cpu().numpy())
                 out["cam"].append(result.vertices_cam.detach().float().cpu().numpy())
             out["status"] += result.status
-            out["seconds"].append(result.timings.get("fit", math.nan))
+            out["seconds"].append(seconds)
             out["batch"].append(len(chunk))
+            out["iterations"] += [result.iterations(b) for b in range(len(chunk))]
             if progress is not None:
                 done = min(start + batch_size, len(targets))
-                progress(f"{label}: {done}/{len(targets)} faces, {result.timings.get('fit', 0.0):.1f} s")
+                progress(f"{label}: {done}/{len(targets)} faces, {seconds:.1f} s")
     runs = []
     for label, weights in configs.items():
         out = store[label]
@@ -244,7 +249,7 @@ def evaluate_fits(
             pose_deg=np.concatenate(out["pose"]),
             vertices=np.concatenate(out["verts"]) if keep_vertices else None,
             vertices_cam=np.concatenate(out["cam"]) if keep_vertices else None,
-            status=out["status"], iterations=schedule.iterations,
+            status=out["status"], iterations=out["iterations"],
             fit_seconds=out["seconds"], batch_sizes=out["batch"],
         ))
     return Evaluation(names=names, groups=groups, runs=runs, rigid_seconds=rigid_seconds, regularizer=regularizer,

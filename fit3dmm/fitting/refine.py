@@ -5,7 +5,8 @@ expression):
 
 * ``"gn"`` (default): gradient steps preconditioned by the landmark stage's Gauss–Newton matrix M,
   Δ = −(M + μ·diag M)⁻¹ ∇E, with a backtracking line search per face (the step is halved until the face's
-  total loss E goes down, at most :data:`HALVINGS` times, else the face stays).  M measures how much a change
+  total loss E goes down, at most :data:`HALVINGS` times, else the face stays; a face's step length carries
+  over to its next iteration and doubles, up to the full step, after each success).  M measures how much a change
   of each unknown moves the landmarks and costs under the prior, so directions the data hardly fix (gaze,
   blinks, the fine identity modes) move only as far as the loss's gradient justifies against them, and
   well-fixed ones do not overshoot; Adam, which normalises every coordinate's step, moved the weak
@@ -113,6 +114,7 @@ def gauss_newton(state: PoseShape, evaluate: Evaluate, metric: Tensor, keep: Ten
     bounds = least_squares.bounds
     best, best_e = state.clone(), torch.full((b,), float("inf"), dtype=metric.dtype, device=metric.device)
     diverged = torch.zeros(b, dtype=torch.bool, device=metric.device)
+    scale = torch.ones(b, dtype=metric.dtype, device=metric.device)  # each face's step length, kept between steps
     for _ in range(iterations):
         energy, grad, _ = evaluate(state, {}, True)
         diverged |= ~torch.isfinite(energy)
@@ -127,9 +129,7 @@ def gauss_newton(state: PoseShape, evaluate: Evaluate, metric: Tensor, keep: Ten
         free = (~hold).to(metric.dtype)
         system = damped * free[:, :, None] * free[:, None, :] + torch.diag_embed(hold.to(metric.dtype))
         step = -torch.linalg.solve(system, (torch.nan_to_num(grad) * free)[..., None])[..., 0]
-        step = torch.where(diverged[:, None], torch.zeros_like(step), step)
         moved = diverged.clone()  # a diverged face does not move
-        scale = torch.ones(b, dtype=metric.dtype, device=metric.device)
         accepted, accepted_e = state, energy
         for _ in range(HALVINGS + 1):
             trial = least_squares.apply(state, step * scale[:, None])
@@ -140,6 +140,7 @@ def gauss_newton(state: PoseShape, evaluate: Evaluate, metric: Tensor, keep: Ten
             if bool(moved.all()):
                 break
             scale = torch.where(moved, scale, scale / 2)
+        scale = torch.where(moved, (2 * scale).clamp(max=1.0), scale)  # a step that went through may grow again
         gain = (energy - accepted_e) / energy.abs().clamp_min(1e-12)
         state = accepted
         if bool((torch.nan_to_num(gain) < tolerance).all()):

@@ -23,7 +23,9 @@ class Schedule:
             ``strides``.
         solver: the refinement's: ``"gn"``, gradient steps preconditioned by the landmark stage's Gauss–Newton
             matrix with a line search per face; or ``"adam"``.
-        strides: anchor strides of PRDL's grid, coarse to fine, one refinement phase each.
+        strides: anchor strides of PRDL's grid, coarse to fine, one refinement phase each.  Stride 4 alone
+            (56² anchors on a 224 px crop) gave the same Part IoU on FASSEG's training photos as 4 then 2, in
+            less time.
         tolerance: a refinement phase stops when no face's total loss fell by more than this (relative)
             in an iteration.
         lr, lr_rotation, lr_translation: Adam's learning rates for coefficients (unit-variance scale),
@@ -41,7 +43,7 @@ class Schedule:
     lm_iterations: int = LM_ITERATIONS
     iterations: int = ITERATIONS
     solver: str = "gn"
-    strides: tuple[int, ...] = (4, 2)
+    strides: tuple[int, ...] = (4,)
     tolerance: float = 1e-4
     lr: float = 0.03
     lr_rotation: float = 0.01

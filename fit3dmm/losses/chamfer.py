@@ -20,12 +20,12 @@ def chamfer_distance(a: PointSet, b: PointSet, squared: bool = True) -> Tensor:
 class ChamferLoss(PointSetLoss):
     """``"chamfer"``: both directions of squared nearest-point distance, summed.
 
-    ``default_weight`` 4e-3: its gradient matched to PRDL's at λ = 0.8e-3 on the benchmark face, as explained
+    ``default_weight`` 0.5: its gradient matched to PRDL's at λ = 0.1 on the benchmark face, as explained
     in :class:`~fit3dmm.losses.icp.ICPLoss`.
     """
 
     name = "chamfer"
-    default_weight = 4e-3
+    default_weight = 0.5
 
     def __init__(self, squared: bool = True) -> None:
         super().__init__()

@@ -91,13 +91,14 @@ class SoftRasLoss(Loss):
             as σ · S² / 4 (1e-4 → 1.25 px² at 224 px): the edge blur is about ±√σ ≈ 1 px.
         eps: pairs with D < eps are skipped (search margin √(σ ln(1/eps)) ≈ 3.4 px at the defaults).
 
-    ``default_weight`` = 0.1 is not from a paper (3DDFA-V3 does not use SoftRas in its objective).  It is an
+    ``default_weight`` = 12.5 is not from a paper (3DDFA-V3 does not use SoftRas in its objective).  It is an
     estimate: a 1 px misalignment changes Σ_p L_p by roughly 0.1–0.2 on a 224 px face (the small parts
-    dominate), so at 0.1 the term pulls about as hard as the landmark term (λ = 1.6e-3) at a ~3 px error.
+    dominate); 12.5 keeps the ratio to PRDL of the first estimate (0.1 against PRDL's former 0.8e-3), when
+    PRDL's default became 0.1.
     """
 
     name = "softras"
-    default_weight = 0.1
+    default_weight = 12.5
     needs = ("masks",)
 
     def __init__(self, sigma: float = 1e-4, eps: float = 1e-4) -> None:
