@@ -3,7 +3,7 @@ batch sizes (faces fitted at once) and worker counts, through :func:`fit3dmm.bat
 of the command line.
 
 Input: the 16 AFLW2000-3D photos of the shared data (``--dataset fasseg``: the FASSEG frontal photos), the
-``lmk,reg`` losses, the default schedule (60 rigid + 200 iterations) and the default outputs (textured OBJ,
+``lmk,reg`` losses, the default schedule and the default outputs (textured OBJ,
 parameters JSON, overlay PNG).  The model is loaded once, outside the timings, and one photo is run first,
 untimed, to warm up; each configuration writes a fresh temporary folder, so its time includes the start-up
 of a run (detector, texture bake mask, worker processes), detection, fitting, writing and the report.
@@ -11,8 +11,8 @@ Prints a Markdown table: wall time, photos per second, process CPU time (this pr
 included) and the mean per-photo stage times from the report (fit time is the batch's time shared among its
 faces).  On a shared CPU the wall times are noisy.
 
-    python benchmarks/bench_batch.py [--batch-sizes 1,4,16] [--jobs 0] [--limit N] [--iterations 200]
-        [--rigid-iterations 60] [--dataset aflw|fasseg] [--device cpu] [--json PATH]
+    python benchmarks/bench_batch.py [--batch-sizes 1,4,16] [--jobs 0] [--limit N] [--iterations 20]
+        [--rigid-iterations 5] [--dataset aflw|fasseg] [--device cpu] [--json PATH]
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ skin reaches up to the hair line and down the neck while the model's skin stops 
 at the jaw, which caps the skin IoU well below 1 for every configuration.  ``mean`` averages eyes, nose, mouth
 and skin (not the per-side eyes).
 
+The fitted eyeBlink coefficients (ICT) are summarised too: a fit that closes open eyes shows there.
+
 ``--targets builtin`` (default) fits to the built-in landmark segmenter, as ``fit3dmm fit`` does on any photo;
 ``--targets labels`` fits to the FASSEG label map itself (an oracle segmentation).
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import sys
 import time
 
+import numpy as np
 from common import (
     add_fit_options,
     command_line,
@@ -35,9 +38,22 @@ from common import (
     write_json,
 )
 
-from fit3dmm.evaluate import evaluate_fits, fasseg_photos, prepare_targets
+from fit3dmm.evaluate import Evaluation, evaluate_fits, fasseg_photos, prepare_targets
 from fit3dmm.metrics.fit_metrics import FASSEG_GROUPS, FASSEG_GROUPS_BY_SIDE
 from fit3dmm.metrics.report import markdown_table
+
+
+def blink_rows(evaluation: Evaluation, expression_names: list[str]) -> list[dict[str, object]]:
+    """Per configuration, statistics of the fitted eyeBlink coefficients (empty for a model without them)."""
+    columns = [i for i, n in enumerate(expression_names) if n.startswith("eyeBlink")]
+    if not columns:
+        return []
+    rows = []
+    for run in evaluation.runs:
+        blink = run.expression[:, columns].ravel()
+        rows.append({"config": run.name, "mean": float(blink.mean()), "median": float(np.median(blink)),
+                     "max": float(blink.max()), "> 0.3": f"{int((blink > 0.3).sum())} of {blink.size}"})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     print("Part IoU, mean over photos (left_eye/right_eye: FASSEG's eye class split by connected component; "
           "eyes: both; mean: eyes, nose, mouth, skin):\n")
     print(markdown_table(rows, columns))
+    blinks = blink_rows(evaluation, list(pipeline.model.expression_names))
+    if blinks:
+        print("\nFitted eye closing (ARKit eyeBlinkLeft/Right, 0 open … 1 closed; FASSEG's subjects have their "
+              "eyes open), over photos and both eyes:\n")
+        print(markdown_table(blinks, list(blinks[0])))
     if failures:
         print("\nNo fit for: " + "; ".join(f"{k} ({v})" for k, v in failures.items()))
     write_json(args.json, {
@@ -78,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": info, "seconds": seconds, "split": args.split, "targets": args.targets,
         "iterations": args.iterations, "rigid_iterations": args.rigid_iterations, "photos": evaluation.names,
         "failures": failures, "groups": list(evaluation.groups), "mean_groups": list(FASSEG_GROUPS),
-        "summary": rows,
+        "summary": rows, "eye_blink": blinks,
         "per_image": {run.name: run.iou for run in evaluation.runs},
     })
     return 0

@@ -9,7 +9,8 @@ similarity transform (scale 1.03, rotation 2°, shift (2, −1.5) px), so every 
 For each loss: value, forward+backward wall time (median of ``--repeats`` after a warm-up) and the norm of
 the gradient on the projected vertices, raw and times the loss's default weight (how hard it pulls at its
 default, compared with PRDL at λ = 0.8e-3).  The dense float64 PRDL runs once (it takes seconds); the fast
-PRDL is compared with it at equal inputs: relative difference of value and gradient, and the speed-up.
+PRDL is compared with it at equal inputs: relative difference of value and gradient, and the speed-up; and
+with itself at anchor strides 2 and 4 (the coarse grids of the refinement).
 Timings on a shared CPU are noisy.  On an oversubscribed machine OpenMP's spinning barrier makes every op of
 the fast path cost milliseconds with more than one intra-op thread: there, measure with ``--threads 1`` or
 with ``OMP_WAIT_POLICY=PASSIVE`` in the environment.
@@ -182,6 +183,21 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, value, seconds, norm, wnorm, weight in rows:
         print(f"| {name} | {value:.6g} | {seconds * 1e3:.1f} | {norm:.4g} | {weight:g} | {wnorm:.4g} |")
+
+    print("\nPRDL at coarser anchor grids (the refinement's working resolution is the schedule's stride, default 4):")
+    print("| anchor stride | anchors | fwd+bwd (ms) | speed-up | rel. value diff | rel. gradient diff (‖Δg‖/‖g‖) |")
+    print("|---|---|---|---|---|---|")
+    v_full, g_full, t_full = None, None, None
+    for stride in (1, 2, 4):
+        loss = PRDLLoss(stride=stride)
+        loss.prepare(obs)
+        v, g = value_and_grad(loss, pred, obs, torch.float32)
+        t = median_time(lambda loss=loss: value_and_grad(loss, pred, obs, torch.float32), args.repeats, device)
+        if v_full is None:
+            v_full, g_full, t_full = v, g, t
+        anchors = math.ceil(args.size / stride) ** 2
+        dv, dg = abs(v - v_full) / abs(v_full), float((g - g_full).norm() / g_full.norm())
+        print(f"| {stride} | {anchors} | {t * 1e3:.1f} | {t_full / t:.1f}× | {dv:.2e} | {dg:.2e} |")
 
     if args.skip_dense:
         return

@@ -13,11 +13,12 @@ truth, so this measures agreement with mediapipe, normalised by the landmark box
 0. **rest state**: what an untrained network (zero head) predicts for every photo: the mean face, frontal, at
    the nominal place of a face in the crop; the baseline the training has to beat;
 1. **regressor**: the network alone (coefficients evaluated as they are, no optimisation);
-2. **regressor + N it.**: N iterations of :func:`~fit3dmm.fitting.engine.fit_observation` started from the
-   network's coefficients (no rigid stage), with the default losses (PRDL, landmarks, regulariser);
-3. **fit, N it.**: the same N iterations from the usual start (PnP + 60 rigid iterations), to separate the
-   regressor's contribution from the N iterations;
-4. **fit** (default schedule: 60 rigid + 200 iterations), what ``fit3dmm fit`` does.
+2. **regressor + N it.**: :func:`~fit3dmm.fitting.engine.fit_observation` started from the network's
+   coefficients (no rigid stage; the landmark stage, then N refinement iterations), with the default losses
+   (PRDL, landmarks, regulariser);
+3. **fit, N it.**: the same from the usual start (PnP and the rigid stage), to separate the regressor's
+   contribution from the fit's;
+4. **fit** (the default schedule), what ``fit3dmm fit`` does.
 
 Every method sees the same observation (crop of ``--size`` px with the built-in segmenter's targets; the
 regressor resizes the crop to its own input size).  Methods 2-4 run on the first ``--fit-limit`` photos.
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                "regressor": None,
                f"regressor + {n_it} it.": Schedule(rigid_iterations=0, iterations=n_it),
                f"fit, {n_it} it.": Schedule(iterations=n_it),
-               "fit (60 rigid + 200 it.)": Schedule()}
+               "fit (default schedule)": Schedule()}
     photos = fasseg_photos(root, args.split, args.limit)
     targets, failures = prepare_targets(photos, pipeline, fit_labels=False, progress=progress_line)
     scores: dict[str, dict[str, list]] = {m: {"iou": [], "nme": [], "seconds": []} for m in methods}

@@ -53,7 +53,7 @@ def add_fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--configs", default=";".join(DEFAULT_CONFIGS),
                         help="semicolon-separated loss sets, e.g. 'prdl,lmk,reg;lmk,reg'")
     parser.add_argument("--iterations", type=int, default=defaults.ITERATIONS,
-                        help="Adam iterations after the rigid stage")
+                        help="refinement iterations (geometric losses) after the landmark stage")
     parser.add_argument("--rigid-iterations", type=int, default=defaults.RIGID_ITERATIONS,
                         help="iterations of the shared rigid stage")
     parser.add_argument("--batch", type=int, default=1,

@@ -42,7 +42,6 @@ from common import REPO, default_shared, git_commit, machine, machine_line  # no
 README = HERE / "README.md"
 RESULTS = HERE / "results"
 BEGIN, END = "<!-- results:{}:begin -->", "<!-- results:{}:end -->"
-FULL_ITERATIONS = "100"
 
 
 @dataclass
@@ -63,38 +62,43 @@ class Step:
 def steps(shared: Path, regressor: Path | None = None) -> list[Step]:
     """The suite, in order; the training benchmark needs a trained ``regressor`` (``fit3dmm train``)."""
     fasseg = shared / "datasets" / "fasseg-frontal"
-    fit_quick = ["--iterations", "10", "--rigid-iterations", "20"]
+    fit_quick = ["--iterations", "10"]
     train = ["benchmarks/bench_train.py", "--regressor", str(regressor)] if regressor else ["benchmarks/bench_train.py"]
+    fasseg_needs = ["datasets/fasseg-frontal/index.csv", "face-models/ict-facekit-light"]
     return [
         Step("segmentation", "Built-in segmenter vs FASSEG hand labels", ["benchmarks/bench_segmentation.py"],
              ["--limit", "10"], ["datasets/fasseg-frontal/index.csv"]),
-        Step("losses", "Geometric losses: speed and fast-vs-dense PRDL",
+        Step("losses", "Geometric losses: speed, fast-vs-dense PRDL, PRDL's anchor stride",
              ["benchmarks/bench_losses.py", "--threads", "1"],
              ["--repeats", "1", "--skip-dense"]),
         Step("render", "Renderers", ["benchmarks/bench_render.py"], ["--repeats", "2"],
              ["face-models/ict-facekit-light"]),
         Step("batch", "Batch throughput (`fit3dmm fit` on a folder)", ["benchmarks/bench_batch.py"],
-             ["--limit", "4", "--batch-sizes", "1,4", "--iterations", "20", "--rigid-iterations", "20"],
+             ["--limit", "4", "--batch-sizes", "1,4"],
              ["datasets/aflw2000-16/landmarks.json", "face-models/ict-facekit-light"], json=True),
-        Step("fit", "Speed and memory of one default fit", ["benchmarks/bench_fit.py", "--photos", "5"],
-             ["--photos", "2", *fit_quick], [], json=True),
+        Step("fit", "Speed and memory of one fit: stages, batching, threads",
+             ["benchmarks/bench_fit.py", "--photos", "10"],
+             ["--photos", "2", "--thread-photos", "1", "--batch", "2"], [], json=True),
+        Step("iterations", "Part IoU against refinement iterations (FASSEG train: the calibration)",
+             ["benchmarks/bench_iterations.py"], ["--limit", "4", "--iterations", "0,5"], fasseg_needs, json=True),
         Step("fasseg", "Part IoU of fits on FASSEG (default fit, landmarks only, PRDL alone)",
-             ["benchmarks/bench_fasseg.py", "--iterations", FULL_ITERATIONS], ["--limit", "3", *fit_quick],
-             ["datasets/fasseg-frontal/index.csv", "face-models/ict-facekit-light"], json=True),
+             ["benchmarks/bench_fasseg.py"], ["--limit", "3", *fit_quick], fasseg_needs, json=True),
         Step("compare", "Each geometric loss alone on FASSEG (`fit3dmm compare`)",
-             ["fit3dmm", "compare", "--dataset", "fasseg", str(fasseg), "--split", "test",
-              "--iterations", FULL_ITERATIONS, "--figure-rows", "6"],
-             ["--limit", "3", "--iterations", "10", "--rigid-iterations", "20"],
-             ["datasets/fasseg-frontal/index.csv", "face-models/ict-facekit-light"]),
+             ["fit3dmm", "compare", "--dataset", "fasseg", str(fasseg), "--split", "test", "--figure-rows", "6"],
+             ["--limit", "3", *fit_quick], fasseg_needs),
         Step("aflw", "Landmarks and pose on AFLW2000-3D (16 photos)",
-             ["benchmarks/bench_aflw.py", "--iterations", FULL_ITERATIONS], ["--limit", "3", *fit_quick],
+             ["benchmarks/bench_aflw.py"], ["--limit", "3", *fit_quick],
              ["datasets/aflw2000-16/landmarks.json", "face-models/ict-facekit-light"], json=True),
         Step("synthetic", "3D error on synthetic renders",
-             ["benchmarks/bench_synthetic.py", "--count", "20", "--iterations", FULL_ITERATIONS],
+             ["benchmarks/bench_synthetic.py", "--count", "20"],
+             ["--count", "3", *fit_quick], ["face-models/ict-facekit-light"], json=True),
+        Step("profiles", "Profiles: synthetic renders at |yaw| 60–90°",
+             ["benchmarks/bench_synthetic.py", "--count", "20", "--yaw", "60", "90", "--configs",
+              "prdl,lmk,reg;lmk,reg"],
              ["--count", "3", *fit_quick], ["face-models/ict-facekit-light"], json=True),
         Step("train", "Trained regressor vs per-photo fitting on FASSEG", train,
              ["--limit", "4", "--fit-limit", "2", "--refine-iterations", "10"],
-             ["datasets/fasseg-frontal/index.csv", "face-models/ict-facekit-light"], json=True,
+             fasseg_needs, json=True,
              skip_reason="" if regressor else "needs a trained regressor: run.py --regressor RUN/model.pt "
                                               "(made by `fit3dmm train`)"),
     ]
@@ -249,10 +253,31 @@ def plots(names: set[str], results: Path | None = None) -> dict[str, list[str]]:
 
         with open(results / "compare.csv", newline="") as handle:
             rows = list(csv.DictReader(handle))
-        groups = [c for c in rows[0] if c not in ("config", "images", "iterations", "ms_per_it", "diverged")]
+        groups = [c for c in rows[0] if c not in ("config", "images", "iterations", "ms_per_face", "diverged")]
         path = results / "compare_part_iou.png"
         bars(rows, groups, "config", path, "FASSEG: each geometric loss alone")
         out["compare"] = [f"![Part IoU per part and loss]({_link(path, results)})"]
+    if "iterations" in names and (results / "iterations.json").is_file():
+        data = json.loads((results / "iterations.json").read_text())
+        counted = [r for r in data["rows"] if r["refinement iterations"].isdigit()]
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+        x = [int(r["refinement iterations"]) for r in counted]
+        for group in ("eyes", "nose", "mouth", "skin", "mean"):
+            ax.plot(x, [r[group] for r in counted], marker="o", label=group, linewidth=2 if group == "mean" else 1)
+        default = next((r for r in data["rows"] if not r["refinement iterations"].isdigit()), None)
+        if default is not None:
+            ax.scatter([default["iterations run (mean)"]], [default["mean"]], marker="*", s=120, color="k",
+                       zorder=3, label="default (stops early)")
+        ax.set_xlabel("refinement iterations")
+        ax.set_ylabel("Part IoU (mean over photos)")
+        ax.set_title(f"FASSEG {data['split']}, {data['losses']}", fontsize=10)
+        ax.legend(fontsize=8, ncol=2)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = results / "iterations.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        out["iterations"] = [f"![Part IoU against refinement iterations]({_link(path, results)})"]
     if "train" in names and (results / "train_curves.png").is_file():
         out["train"] = [f"![training curves]({_link(results / 'train_curves.png', results)})"]
     if "aflw" in names and (results / "aflw.json").is_file():

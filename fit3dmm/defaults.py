@@ -19,8 +19,12 @@ RIGID_ITERATIONS = 5
 """Levenberg–Marquardt iterations on the pose alone (after PnP)."""
 LM_ITERATIONS = 20
 """Levenberg–Marquardt iterations on pose, identity and expression against landmarks and prior."""
-ITERATIONS = 30
+ITERATIONS = 20
 """Refinement iterations with the geometric losses (PRDL by default)."""
+CPU_THREADS = 1
+"""Torch intra-op threads of the command line on CPU.  Measured on the 2-core machine (benchmarks/bench_fit.py):
+one thread is 15 % slower than two when the machine is quiet and twice as fast when another job holds a core,
+so one is never the slow case; batch runs with worker processes use one per worker anyway."""
 
 # the status of a photo or face in reports, done.json and FitResult.status
 STATUS_OK = "ok"

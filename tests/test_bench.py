@@ -100,13 +100,17 @@ def test_plots_are_drawn_from_the_results(run_module, tmp_path: Path, monkeypatc
                {"config": "lmk,reg", "eyes": 0.4, "nose": 0.7, "mean": 0.55}]
     (tmp_path / "fasseg.json").write_text(json.dumps({"summary": summary, "groups": ["eyes", "nose"],
                                                       "split": "test"}))
-    (tmp_path / "compare.csv").write_text("config,eyes,nose,mean,images,iterations,ms_per_it,diverged\n"
+    (tmp_path / "compare.csv").write_text("config,eyes,nose,mean,images,iterations,ms_per_face,diverged\n"
                                           "prdl,0.5,0.8,0.65,2,10,100.0,0\nicp,0.4,0.7,0.55,2,10,10.0,0\n")
     (tmp_path / "aflw.json").write_text(json.dumps({"photos": ["a", "b"], "per_image": {
         "detector": {"nme": [0.02, 0.05]}, "lmk,reg": {"nme": [0.03, 0.04]}}}))
-    images = run_module.plots({"fasseg", "compare", "aflw", "fit"})
-    assert set(images) == {"fasseg", "compare", "aflw"}
-    for name in ("fasseg_part_iou.png", "compare_part_iou.png", "aflw_nme_ced.png"):
+    rows = [{"refinement iterations": n, "eyes": 0.6, "nose": 0.8, "mouth": 0.7, "skin": 0.6, "mean": 0.68}
+            for n in ("0", "5")]
+    rows.append({**rows[-1], "refinement iterations": "default", "iterations run (mean)": 4.2})
+    (tmp_path / "iterations.json").write_text(json.dumps({"rows": rows, "split": "train", "losses": "prdl,lmk,reg"}))
+    images = run_module.plots({"fasseg", "compare", "aflw", "fit", "iterations"})
+    assert set(images) == {"fasseg", "compare", "aflw", "iterations"}
+    for name in ("fasseg_part_iou.png", "compare_part_iou.png", "aflw_nme_ced.png", "iterations.png"):
         assert (tmp_path / name).stat().st_size > 1000
     assert images["aflw"] == ["![NME cumulative error distribution](results/aflw_nme_ced.png)"]
 
@@ -117,12 +121,16 @@ def test_fit_benchmark_runs_the_batch_path_and_reports_its_stages(shared_dir: Pa
     out = tmp_path / "fit.json"
     proc = subprocess.run([sys.executable, str(BENCH / "bench_fit.py"), "--shared", str(shared_dir), "--photos", "1",
                            "--model", str(shared_dir / "face-models" / "ict-facekit-light"), "--losses", "lmk,reg",
-                           "--iterations", "1", "--rigid-iterations", "1", "--json", str(out)],
+                           "--batch", "1", "--threads", "1", "--thread-photos", "1", "--json", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "| wall per photo |" in proc.stdout and "Peak memory" in proc.stdout
     data = json.loads(out.read_text())
-    assert data["photos"] == ["test_1"] and len(data["report"]) == 1 and data["losses"] == "lmk,reg"
+    assert data["photos"] == ["test_1"] and [r["losses"] for r in data["stages"]] == ["lmk,reg"]
+    (photo,) = data["per_photo"]["lmk,reg"]  # the stages of the one photo, read back from its face.json
+    assert photo["landmark stages"] > 0 and photo["write"] > 0 and photo["refinement"] == 0  # lmk,reg: LM only
+    assert photo["wall per photo"] >= photo["landmark stages"] + photo["write"]
+    assert [(r["machine"], r["torch threads"]) for r in data["threads"]] == [("quiet", 1), ("one core busy", 1)]
 
 
 def test_compare_outputs_are_kept_with_a_small_figure(run_module, tmp_path: Path):

@@ -62,7 +62,7 @@ def test_compare_two_losses_on_one_fasseg_photo(quick_model: FaceModel, shared_d
         values = [float(row[g]) for g in FASSEG_GROUPS]
         assert all(0.0 <= v <= 1.0 for v in values)
         assert float(row["mean"]) == pytest.approx(np.mean(values))
-        assert int(row["iterations"]) == 2 and int(row["images"]) == 1
+        assert 1 <= float(row["iterations"]) <= 2 and int(row["images"]) == 1  # iterations run (early stop)
         # the rigid start from the landmarks already puts the model's nose on the photo's nose
         assert float(row["nose"]) > 0.4, row
     reg = loss_class("reg").default_weight

@@ -119,6 +119,24 @@ def test_the_best_iterate_is_kept(tiny_model, exploding, solver):
     assert float(total[0].detach()) <= float(history.min()) * (1 + 1e-6)
 
 
+def test_a_batch_refines_each_face_as_if_it_were_alone(tiny_model, exploding):
+    """Gauss–Newton with early stopping: a face that is done stops moving (and its history turns NaN) while the
+    others go on, so every face of a batch ends where its fit alone ends, after as many iterations."""
+    obs = tiny_observation(tiny_model, batch=3)
+    obs.landmarks68 += torch.tensor([[[2.0, 1.0]], [[5.0, -3.0]], [[9.0, 6.0]]])  # further off: more steps
+    schedule = Schedule(rigid_iterations=0, lm_iterations=0, iterations=30, tolerance=1e-3, strides=(1,),
+                        loss_options={"exploding": {"after": 10**9}})
+    weights = {"lmk": 1.0, "reg": 1.0, "exploding": 300.0}  # stronger than the preconditioner knows: small steps
+    batch = fit_observation(tiny_model, obs, weights, schedule)
+    alone = [fit_observation(tiny_model, obs.select(b), weights, schedule) for b in range(3)]
+    ran = [batch.iterations(b) for b in range(3)]
+    assert ran == [one.iterations(0) for one in alone]
+    assert len(set(ran)) > 1 and max(ran) < schedule.iterations  # they stopped early, not together
+    for b, one in enumerate(alone):
+        for name, value in one.coefficients.items():
+            torch.testing.assert_close(batch.coefficients[name][b: b + 1], value, rtol=1e-5, atol=1e-6)
+
+
 def test_init_starts_the_fit_and_pads_the_identity(tiny_model):
     obs = tiny_observation(tiny_model, batch=1)
     init = {"identity": torch.tensor([[0.4]]), "expression": torch.tensor([[0.2, 0.3]]),

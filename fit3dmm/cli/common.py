@@ -61,8 +61,19 @@ def size_option(func: Callable) -> Callable:
                         help="Working crop size in pixels.")(func)
 
 
+def _set_threads(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    import torch
+
+    torch.set_num_threads(value)
+    return value
+
+
 def device_option(func: Callable) -> Callable:
-    """``--device``."""
+    """``--device`` and ``--threads`` (torch's CPU threads, set when the option is parsed)."""
+    func = click.option("--threads", default=defaults.CPU_THREADS, show_default=True, type=click.IntRange(1, 256),
+                        callback=_set_threads, expose_value=False, envvar="FIT3DMM_THREADS",
+                        help="Torch CPU threads (one is never the slow case on a shared machine; "
+                             "see benchmarks/README.md).")(func)
     return click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")(func)
 
 

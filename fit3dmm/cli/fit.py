@@ -93,7 +93,8 @@ class _BatchBar:
 @click.option("--seg-format", type=click.Choice(["celebamask", "lapa", "helen", "fasseg"]), default=None,
               help="Convention of --seg.")
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1, 1024),
-              help="Faces fitted at once.")
+              help="Faces fitted at once (for a GPU; on CPU the fit is compute-bound and a batch runs until "
+                   "its slowest face is done, so 1 is fastest there: see benchmarks/README.md).")
 @click.option("--jobs", default=0, show_default=True, type=click.IntRange(0, 256),
               help="Worker processes for detection and writing (0: all in this process).")
 @click.option("--overwrite", is_flag=True, help="Redo photos that already have complete outputs.")

@@ -54,6 +54,7 @@ class ConfigRun:
         labels: per target the rendered (H, W) int8 part-label map (−1 none), kept for figures, or empty.
         landmarks68: (N, 68, 2) fitted projected landmarks in photo pixels.
         pose_deg: (N, 3) fitted yaw, pitch, roll.
+        expression: (N, E) fitted expression coefficients (the model's ``expression_names``).
         vertices: (N, V, 3) fitted model-space vertices (cm), when kept.
         vertices_cam: (N, V, 3) fitted camera-space vertices (cm), when kept.
         status: per target "ok" or "diverged".
@@ -68,6 +69,7 @@ class ConfigRun:
     labels: list[np.ndarray]
     landmarks68: np.ndarray
     pose_deg: np.ndarray
+    expression: np.ndarray
     vertices: np.ndarray | None
     vertices_cam: np.ndarray | None
     status: list[str]
@@ -196,7 +198,7 @@ def evaluate_fits(
     if scored and int(part_labels.max()) < 0:
         raise ValueError(f"{model.name} has no part labels; annotate it (ensure_annotations) to score Part IoU")
     names = [t.name for t in targets]
-    store: dict[str, dict[str, list]] = {label: {k: [] for k in ("iou", "labels", "lmk", "pose", "verts", "cam",
+    store: dict[str, dict[str, list]] = {label: {k: [] for k in ("iou", "labels", "lmk", "pose", "expr", "verts", "cam",
                                                                  "status", "seconds", "batch",
                                                                  "iterations")}
                                          for label in configs}
@@ -228,6 +230,7 @@ def evaluate_fits(
                                       for b, t in enumerate(chunk)]
             out["lmk"].append(result.landmarks68_photo.detach().double().cpu().numpy())
             out["pose"].append(result.pose_deg.detach().double().cpu().numpy())
+            out["expr"].append(result.coefficients["expression"].detach().double().cpu().numpy())
             if keep_vertices:
                 out["verts"].append(result.vertices.detach().float().cpu().numpy())
                 out["cam"].append(result.vertices_cam.detach().float().cpu().numpy())
@@ -247,6 +250,7 @@ def evaluate_fits(
             labels=out["labels"],
             landmarks68=np.concatenate(out["lmk"]),
             pose_deg=np.concatenate(out["pose"]),
+            expression=np.concatenate(out["expr"]),
             vertices=np.concatenate(out["verts"]) if keep_vertices else None,
             vertices_cam=np.concatenate(out["cam"]) if keep_vertices else None,
             status=out["status"], iterations=out["iterations"],

@@ -6,11 +6,12 @@ expression):
 * ``"gn"`` (default): gradient steps preconditioned by the landmark stage's Gauss–Newton matrix M,
   Δ = −(M + μ·diag M)⁻¹ ∇E, with a backtracking line search per face (the step is halved until the face's
   total loss E goes down, at most :data:`HALVINGS` times, else the face stays; a face's step length carries
-  over to its next iteration and doubles, up to the full step, after each success).  M measures how much a change
-  of each unknown moves the landmarks and costs under the prior, so directions the data hardly fix (gaze,
-  blinks, the fine identity modes) move only as far as the loss's gradient justifies against them, and
-  well-fixed ones do not overshoot; Adam, which normalises every coordinate's step, moved the weak
-  directions at full speed (PRDL alone closed ICT's eyes).
+  over to its next iteration and doubles, up to the full step, after each success).  A face whose loss falls
+  by less than the tolerance (relative) in an iteration is done and stops moving, so that in a batch each face
+  takes the steps it would take alone.  M measures how much a change of each unknown moves the landmarks and
+  costs under the prior, so directions the data hardly fix (gaze, blinks, the fine identity modes) move only
+  as far as the loss's gradient justifies against them, and well-fixed ones do not overshoot; Adam, which
+  normalises every coordinate's step, moved the weak directions at full speed (PRDL alone closed ICT's eyes).
 * ``"adam"``: Adam on the same unknowns (the learning rates of the schedule).
 
 Both keep bounded expressions in their box, leave frozen expressions (gaze) alone, stop a face whose loss
@@ -115,10 +116,11 @@ def gauss_newton(state: PoseShape, evaluate: Evaluate, metric: Tensor, keep: Ten
     best, best_e = state.clone(), torch.full((b,), float("inf"), dtype=metric.dtype, device=metric.device)
     diverged = torch.zeros(b, dtype=torch.bool, device=metric.device)
     scale = torch.ones(b, dtype=metric.dtype, device=metric.device)  # each face's step length, kept between steps
+    done = torch.zeros(b, dtype=torch.bool, device=metric.device)  # converged: stays where it is
     for _ in range(iterations):
         energy, grad, _ = evaluate(state, {}, True)
         diverged |= ~torch.isfinite(energy)
-        log.history.append(energy.to(torch.float32))
+        log.history.append(torch.where(done, torch.nan, energy).to(torch.float32))  # NaN: stopped before
         report(energy)
         better = torch.isfinite(energy) & (energy < best_e)
         best, best_e = state.where(better, best), torch.where(better, energy, best_e)
@@ -129,7 +131,7 @@ def gauss_newton(state: PoseShape, evaluate: Evaluate, metric: Tensor, keep: Ten
         free = (~hold).to(metric.dtype)
         system = damped * free[:, :, None] * free[:, None, :] + torch.diag_embed(hold.to(metric.dtype))
         step = -torch.linalg.solve(system, (torch.nan_to_num(grad) * free)[..., None])[..., 0]
-        moved = diverged.clone()  # a diverged face does not move
+        moved = diverged | done  # a diverged or converged face does not move (nor holds the others' search)
         accepted, accepted_e = state, energy
         for _ in range(HALVINGS + 1):
             trial = least_squares.apply(state, step * scale[:, None])
@@ -143,7 +145,8 @@ def gauss_newton(state: PoseShape, evaluate: Evaluate, metric: Tensor, keep: Ten
         scale = torch.where(moved, (2 * scale).clamp(max=1.0), scale)  # a step that went through may grow again
         gain = (energy - accepted_e) / energy.abs().clamp_min(1e-12)
         state = accepted
-        if bool((torch.nan_to_num(gain) < tolerance).all()):
+        done |= torch.nan_to_num(gain) < tolerance
+        if bool(done.all()):
             break
     energy, _, _ = evaluate(state, {}, False)
     better = torch.isfinite(energy) & (energy < best_e)
