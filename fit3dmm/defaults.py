@@ -21,6 +21,8 @@ LM_ITERATIONS = 20
 """Levenberg–Marquardt iterations on pose, identity and expression against landmarks and prior."""
 ITERATIONS = 20
 """Refinement iterations with the geometric losses (PRDL by default)."""
+ANNOTATION_VIEWS = 100
+"""Renders Algorithm 1 votes over (part labels, landmark correspondence and its noise)."""
 CPU_THREADS = 1
 """Torch intra-op threads of the command line on CPU.  Measured on the 2-core machine (benchmarks/bench_fit.py):
 one thread is 15 % slower than two when the machine is quiet and twice as fast when another job holds a core,

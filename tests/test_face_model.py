@@ -72,4 +72,3 @@ def test_ict_loads_with_face_region_and_arkit_names(ict_model):
     region = ict_model.face_vertices.numpy()
     assert region[:9409].tolist() == list(range(9409))  # the face region, then the eyeballs
     assert set(region[9409:]) == set(range(21451, 24591))
-    assert len(ict_model.contour_lines) == 17 and len(ict_model.contour_lines[8]) == 0

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fit3dmm.models.assets import Correspondence, FaceModelAssets
-from fit3dmm.models.ddfa_v3 import jaw_contour_lines, load_ddfa_v3
+from fit3dmm.models.ddfa_v3 import load_ddfa_v3
 from fit3dmm.models.face_model import file_checksum
 from fit3dmm.models.store import install_model, load_model, save_assets
 from fit3dmm.types.parts import PART_INDEX
@@ -92,22 +92,11 @@ def test_unannotated_vertices_get_minus_one(tmp_path: Path) -> None:
     assert labels[6] == -1 and labels[1] == PART_INDEX["skin"]
 
 
-def test_jaw_contour_lines_take_even_profile_points() -> None:
-    parallel = [np.array([i, 100 + i]) for i in range(33)]
-    lines = jaw_contour_lines(parallel)
-    assert len(lines) == 17 and lines[8].size == 0
-    np.testing.assert_array_equal(lines[0], [0, 100])
-    np.testing.assert_array_equal(lines[16], [32, 132])
-    np.testing.assert_array_equal(lines[3], [6, 106])
-    with pytest.raises(ValueError, match="33"):
-        jaw_contour_lines(parallel[:17])
-
-
 def test_bad_files_raise_value_error_naming_the_file(tmp_path: Path) -> None:
     data = write_face_model(tmp_path)
-    del data["parallel"]
+    del data["annotation"]
     np.save(tmp_path / "face_model.npy", data, allow_pickle=True)
-    with pytest.raises(ValueError, match="parallel") as info:
+    with pytest.raises(ValueError, match="annotation") as info:
         load_ddfa_v3(tmp_path)
     assert "face_model.npy" in str(info.value)
     with pytest.raises(FileNotFoundError):

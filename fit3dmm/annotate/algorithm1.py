@@ -27,6 +27,7 @@ from fit3dmm.annotate.eyes import eye_openings
 from fit3dmm.annotate.landmarks import fit_correspondence
 from fit3dmm.annotate.parts import part_labels
 from fit3dmm.annotate.views import AnnotationView, Segmenter, render_views
+from fit3dmm.defaults import ANNOTATION_VIEWS
 from fit3dmm.models.assets import FaceModelAssets
 from fit3dmm.models.face_model import FaceModel
 from fit3dmm.observe.detect import LandmarkDetector
@@ -39,7 +40,7 @@ class AnnotationConfig:
     """Algorithm 1's renders and settings: how many, how big, the seed of the random instances; the islands
     dropped from part labels; the support and ridge of the landmark fit."""
 
-    views: int = 100
+    views: int = ANNOTATION_VIEWS
     size: int = 448
     seed: int = 0
     min_island: float = 0.05

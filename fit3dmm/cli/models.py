@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from fit3dmm import defaults
 from fit3dmm.models.store import MODEL_KINDS, install_model, list_models, search_path
 
 
@@ -52,7 +53,7 @@ def install_command(kind: str, source: Path, dest: Path | None, force: bool) -> 
 
 @models.command("annotate")
 @click.option("--model", default="ict", show_default=True, help="Model name or path.")
-@click.option("--views", default=40, show_default=True, type=click.IntRange(1, 1000),
+@click.option("--views", default=defaults.ANNOTATION_VIEWS, show_default=True, type=click.IntRange(1, 1000),
               help="Number of random renders to vote over.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random renders.")
 @click.option("--figure", type=click.Path(path_type=Path), default=None,

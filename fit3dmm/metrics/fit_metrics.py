@@ -11,8 +11,9 @@
   Only the fitted region is drawn (for ICT-FaceKit it includes the eyeballs, whose fronts Algorithm 1 labels
   as eyes, so the eye openings are covered).
 
-* **Landmark NME of a fit**: the projected fitted 68 landmarks (``result.landmarks68_photo``, jaw contour after
-  landmark marching) against ground-truth points, :func:`~fit3dmm.metrics.nme.nme` (bounding-box size).
+* **Landmark NME of a fit**: the projected fitted 68 landmarks (``result.landmarks68_photo``: the model's landmark
+  correspondence at the 68 points, as the detector's 478 map to them) against ground-truth points,
+  :func:`~fit3dmm.metrics.nme.nme` (bounding-box size).
 * **Pose error of a fit**: ``result.pose_deg`` against ground truth, :func:`~fit3dmm.metrics.pose.pose_mae`.
 
 Batches whose photos differ in size are rendered into a common (H_max, W_max) frame, top-left aligned; pixels

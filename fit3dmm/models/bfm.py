@@ -37,7 +37,6 @@ import numpy as np
 import scipy.io
 
 from fit3dmm.models.face_model import FaceModel, file_checksum
-from fit3dmm.models.ict import contour_candidates
 
 BFM_RAW_FILES: tuple[str, ...] = (
     "01_MorphableModel.mat",
@@ -237,6 +236,5 @@ def load_bfm2009(
         landmarks,
         albedo_mean=albedo_mean,
         albedo_basis=albedo,
-        contour_lines=contour_candidates(mean, landmarks, np.arange(nv)),
         checksum=bfm2009_checksum(folder),
     )

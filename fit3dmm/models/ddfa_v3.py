@@ -16,7 +16,8 @@ key                shape             content
 ``annotation``     8 lists           part vertices: right_eye, left_eye, right_eyebrow, left_eyebrow,
                                      nose, up_lip, down_lip, skin
 ``annotation_tri`` 8 lists           part triangles (not used: parts follow from the vertex lists)
-``parallel``       33 lists          candidate vertices of the 33 face-profile points (106-point layout)
+``parallel``       33 lists          face-profile candidates for landmark marching (not used: fitting uses
+                                     the landmark correspondence of Algorithm 1)
 ``point_buf``      (V, 8)            triangles around each vertex (not used)
 ``uv_coords``      (V, 3)            per-vertex texture coordinates in [0, 1] (optional)
 =================  ================  ==================================================================
@@ -25,11 +26,6 @@ V = 35,709, T = 70,789.  3DDFA-V3 uses ``tri`` and ``ldm68`` as indices without 
 shares Deep3DFaceRecon's camera (distance 10, near 5, far 15), so lengths are in dm: ×10 gives cm.  Colours
 are divided by 255 as in its ``compute_albedo``.  The coefficients are those of 3DDFA-V3 (N(0, 1) a priori,
 ``identity_std`` = ``expression_std`` = 1).  Unlike Deep3DFaceRecon, 3DDFA-V3 does not recentre the mean.
-
-Landmark marching: for profile point i 3DDFA-V3 takes, among the vertices of ``parallel[i]``, the one
-that is outermost in the image (leftmost for i < 16, rightmost for i > 16; the chin, i = 16, stays fixed).
-The 17 jaw landmarks of the 68-point layout are the even profile points, so jaw landmark j gets the
-candidates ``parallel[2j]`` and the chin (j = 8) none.
 
 The pickle is executed by ``np.load(allow_pickle=True)``: only load files from a source you trust.
 """
@@ -45,7 +41,7 @@ from fit3dmm.models.face_model import FaceModel, FaceModelAssets, file_checksum
 from fit3dmm.types.parts import NUM_PARTS, PART_INDEX
 
 DDFA_V3_FILE = "face_model.npy"
-DDFA_V3_REQUIRED = ("u", "id", "exp", "u_alb", "alb", "tri", "ldm68", "annotation", "parallel")
+DDFA_V3_REQUIRED = ("u", "id", "exp", "u_alb", "alb", "tri", "ldm68", "annotation")
 # the order of model['annotation'] in 3DDFA-V3 (its recon.py); left/right are resolved geometrically
 DDFA_V3_PARTS: tuple[str, ...] = (
     "right_eye", "left_eye", "right_eyebrow", "left_eyebrow", "nose", "up_lip", "down_lip", "skin",
@@ -96,15 +92,6 @@ def part_labels_from_annotation(mean: np.ndarray, annotation: list[np.ndarray]) 
     return labels
 
 
-def jaw_contour_lines(parallel: list[np.ndarray]) -> list[np.ndarray]:
-    """33 profile-point candidate lists (106-point layout) → 17 jaw candidate lists (chin empty)."""
-    if len(parallel) != 33:
-        raise ValueError(f"parallel must hold 33 vertex lists, got {len(parallel)}")
-    lines = [np.asarray(parallel[2 * j], dtype=np.int64).ravel() for j in range(17)]
-    lines[8] = np.zeros(0, dtype=np.int64)
-    return lines
-
-
 def load_ddfa_v3(
     path: str | Path, *, num_identity: int = 80, num_expression: int = 64, num_albedo: int = 80
 ) -> FaceModel:
@@ -112,7 +99,7 @@ def load_ddfa_v3(
 
     ``mean = u · 10`` reshaped to (V, 3); ``identity[k] = id[:, k] · 10`` reshaped likewise (and
     ``expression``); albedo ``u_alb / 255 + Σ γ_k alb[:, k] / 255``.  Part labels come from
-    ``annotation`` (:func:`part_labels_from_annotation`), jaw contour candidates from ``parallel``.
+    ``annotation`` (:func:`part_labels_from_annotation`).
     """
     file = ddfa_v3_path(path)
     if not file.is_file():
@@ -145,7 +132,6 @@ def load_ddfa_v3(
     tri = orient_outward(mean, tri)
     try:
         labels = part_labels_from_annotation(mean, list(data["annotation"]))
-        contour = jaw_contour_lines(list(data["parallel"]))
     except ValueError as exc:
         raise ValueError(f"{file}: {exc}") from exc
     uv = data.get("uv_coords")
@@ -158,7 +144,6 @@ def load_ddfa_v3(
         landmarks,
         albedo_mean=np.asarray(data["u_alb"], dtype=np.float64).reshape(nv, 3) / 255.0,
         albedo_basis=basis("alb", num_albedo) / 255.0,
-        contour_lines=contour,
         assets=FaceModelAssets(part_labels=labels, source={"part_labels": f"{file.name}: annotation"}),
         uv=None if uv is None else np.asarray(uv)[:, :2],
         triangles_uv=None if uv is None else tri,

@@ -60,8 +60,6 @@ class FaceModel(nn.Module):
             regulariser); default 1.
         albedo_mean, albedo_basis: (V, 3) and (Ka, V, 3), RGB in [0, 1]; optional.
         face_vertices: indices of the face region used for fitting; default all.
-        contour_lines: for each of the 17 jaw landmarks a list of candidate vertices for landmark
-            marching (empty for landmarks that do not slide).
         assets: part labels, landmark correspondence, eye openings (Algorithm 1), optional.
         uv, triangles_uv: texture coordinates (Nuv, 2) and per-triangle uv indices (T, 3), optional.
         checksum: a string that identifies the model data (sha256 of the source file).
@@ -83,7 +81,6 @@ class FaceModel(nn.Module):
         albedo_mean: np.ndarray | None = None,
         albedo_basis: np.ndarray | None = None,
         face_vertices: np.ndarray | None = None,
-        contour_lines: list[np.ndarray] | None = None,
         assets: FaceModelAssets | None = None,
         uv: np.ndarray | None = None,
         triangles_uv: np.ndarray | None = None,
@@ -136,7 +133,6 @@ class FaceModel(nn.Module):
                              torch.from_numpy(np.asarray(albedo_basis, np.float32)))
         fv = np.arange(nv) if face_vertices is None else np.asarray(face_vertices, dtype=np.int64)
         self.register_buffer("face_vertices", torch.from_numpy(fv))
-        self.contour_lines = [np.asarray(c, dtype=np.int64) for c in (contour_lines or [])]
         self.assets = assets or FaceModelAssets()
         self.uv = None if uv is None else np.asarray(uv, np.float32)
         self.triangles_uv = None if triangles_uv is None else np.asarray(triangles_uv, np.int64)
@@ -236,7 +232,6 @@ class FaceModel(nn.Module):
             expression_std=self.expression_std.cpu().numpy(),
             albedo_mean=None if self.albedo_mean is None else self.albedo_mean[keep].cpu().numpy(),
             albedo_basis=None if self.albedo_basis is None else self.albedo_basis[:, keep].cpu().numpy(),
-            contour_lines=[remap[c][remap[c] >= 0] for c in self.contour_lines],
             assets=assets,
             checksum=self.checksum,
         )

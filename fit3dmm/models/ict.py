@@ -23,32 +23,6 @@ ICT_OPAQUE_POLYGONS = 24692
 ICT_NUM_ARKIT = 53  # the expressions the repository's own loader uses; 4 extras follow in the npz
 
 
-def contour_candidates(
-    mean: np.ndarray, landmarks68: np.ndarray, region: np.ndarray, band: float = 0.35
-) -> list[np.ndarray]:
-    """Candidate vertices for dynamic landmark marching of the 17 jaw landmarks.
-
-    For jaw landmark j (not the chin, j = 8) the candidates are the face-region vertices in a horizontal
-    slice |y − y_j| < ``band`` (cm) on the same side (sign of x), from the landmark's depth to 6 cm in
-    front of it: the slice of cheek across which the silhouette moves forward when that side of the head
-    turns away from the camera (in a frontal view the landmark itself is the outermost of them).
-    Returns 17 int64 arrays (empty for the chin).
-    """
-    pts = mean[region]
-    lines: list[np.ndarray] = []
-    for j in range(17):
-        if j == 8:
-            lines.append(np.zeros(0, dtype=np.int64))
-            continue
-        x, y, z = mean[landmarks68[j]]
-        side = np.sign(x)
-        keep = (np.abs(pts[:, 1] - y) < band) & (pts[:, 0] * side > 0.15 * abs(x))
-        keep &= (pts[:, 2] >= z) & (pts[:, 2] < z + 6.0)
-        cand = region[keep]
-        lines.append(np.union1d(cand, [landmarks68[j]]).astype(np.int64))
-    return lines
-
-
 def load_ict(directory: str | Path, *, num_identity: int = 100, extra_expressions: bool = False) -> FaceModel:
     """Load ICT-FaceKit Light from a folder holding ``ict_facekit_light.npz``.
 
@@ -87,7 +61,6 @@ def load_ict(directory: str | Path, *, num_identity: int = 100, extra_expression
         expression_names=names,
         expression_range=(0.0, 1.0),
         face_vertices=region,
-        contour_lines=contour_candidates(neutral, landmarks, face),
         assets=FaceModelAssets(),
         uv=uv,
         triangles_uv=quads_to_triangles(faces_uv),
