@@ -79,14 +79,18 @@ def fit_setup(args: argparse.Namespace) -> tuple[dict[str, dict[str, float]], Pi
     return configs, pipeline
 
 
+RESULT_FILES = (":!benchmarks/results", ":!benchmarks/README.md")
+"""What the suite itself writes: not code, so changes there do not make a run "dirty"."""
+
+
 def git_commit(repo: Path = REPO) -> str:
     """``git rev-parse --short HEAD``, with ``+dirty`` when the working tree has uncommitted changes to tracked
-    files; ``unknown`` outside a git checkout."""
+    files other than the suite's own results (:data:`RESULT_FILES`); ``unknown`` outside a git checkout."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *RESULT_FILES],
+                               cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")

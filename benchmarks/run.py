@@ -372,8 +372,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## {outcome.step.title}\n\n{outcome.shown}\n\n{outcome.markdown}")
         blocks[outcome.step.name] = section(outcome, args.quick, commits[outcome.step.name], when,
                                             images.get(outcome.step.name, []))
-    if not args.no_readme:
-        update_readme(blocks, names)
+    if not args.no_readme:  # a skipped step keeps the numbers of its last run
+        kept = {o.step.name for o in outcomes if o.status == "skipped" and BEGIN.format(o.step.name) in
+                (README.read_text() if README.is_file() else "")}
+        update_readme({k: v for k, v in blocks.items() if k not in kept}, names)
         print(f"\nupdated {README.relative_to(REPO)} ({', '.join(blocks)})", file=sys.stderr)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 

@@ -24,9 +24,10 @@ ITERATIONS = 20
 ANNOTATION_VIEWS = 100
 """Renders Algorithm 1 votes over (part labels, landmark correspondence and its noise)."""
 CPU_THREADS = 1
-"""Torch intra-op threads of the command line on CPU.  Measured on the 2-core machine (benchmarks/bench_fit.py):
-one thread is 15 % slower than two when the machine is quiet and twice as fast when another job holds a core,
-so one is never the slow case; batch runs with worker processes use one per worker anyway."""
+"""Torch intra-op threads of the command line on CPU.  Measured on the 2-core machine (benchmarks/bench_fit.py,
+two runs): one thread is 14–40 % slower than two when the machine is quiet and about twice as fast when
+another job holds a core, so one is never the slow case; batch runs with worker processes use one per worker
+anyway."""
 
 # the status of a photo or face in reports, done.json and FitResult.status
 STATUS_OK = "ok"

@@ -40,12 +40,13 @@ def write_compare(
         header.append(f"Every configuration adds the coefficient regulariser reg (λ = {evaluation.regularizer:g}); "
                       "no landmark or photometric term.")
     header += ["Part IoU of the fitted mesh's rendered part labels (hard z-buffer, photo resolution) against the "
-               "target masks; mean = mean over images of the mean over regions; ms_per_it = shape-stage time "
-               "per iteration per face.", ""]
+               "target masks; mean = mean over images of the mean over regions; iterations = refinement "
+               "iterations run (mean; the refinement stops early); ms_per_face = the configuration's own "
+               "stages (landmark stage and refinement) per face, median.", ""]
     for run in evaluation.runs:
         header.append(f"- {run.name}: " + ", ".join(f"{k}={v:g}" for k, v in run.weights.items()))
     header.append("")
-    text = "\n".join(header) + markdown_table(rows, columns) + "\n"
+    text = "\n".join(header) + "\n" + markdown_table(rows, columns) + "\n"
     if failures:
         text += "\nSkipped photos: " + "; ".join(f"{k} ({v})" for k, v in failures.items()) + "\n"
     scores = [*evaluation.groups, "mean"] if "mean" in columns else []
