@@ -122,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     photos, truth, gt_poses = render_faces(model, args.count, args.seed, args.size,
                                            None if args.yaw is None else tuple(args.yaw))
     targets, failures = prepare_targets(photos, pipeline, progress=progress_line)
+    if not targets:  # nothing to score: say so (run.py shows it) rather than fail
+        print(f"No face detected in any of the {args.count} renders (seed {args.seed}"
+              f"{'' if args.yaw is None else f', |yaw| in [{args.yaw[0]:g}, {args.yaw[1]:g}]°'}).")
+        return 0
     kept = [int(t.name.rsplit("_", 1)[1]) for t in targets]
     truth, gt_poses = truth[kept], gt_poses[kept]
     evaluation = evaluate_fits(pipeline, targets, configs, batch_size=args.batch, keep_vertices=True,

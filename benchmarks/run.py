@@ -95,7 +95,7 @@ def steps(shared: Path, regressor: Path | None = None) -> list[Step]:
         Step("profiles", "Profiles: synthetic renders at |yaw| 60–90°",
              ["benchmarks/bench_synthetic.py", "--count", "20", "--yaw", "60", "90", "--configs",
               "prdl,lmk,reg;lmk,reg"],
-             ["--count", "3", *fit_quick], ["face-models/ict-facekit-light"], json=True),
+             ["--count", "6", *fit_quick], ["face-models/ict-facekit-light"], json=True),
         Step("train", "Trained regressor vs per-photo fitting on FASSEG", train,
              ["--limit", "4", "--fit-limit", "2", "--refine-iterations", "10"],
              fasseg_needs, json=True,
