@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, command_line, default_shared, machine, machine_line, progress_line, write_json
+from common import REPO, command_line, create_pipeline, default_shared, machine, machine_line, progress_line, write_json
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the command line sets it, before torch is imported
 
@@ -110,11 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(threads[0])
 
     start = time.perf_counter()
-    try:
-        pipelines = {spec: Pipeline.create(model=args.model, losses=spec, device="cpu", on_annotate=progress_line)
-                     for spec in specs}
-    except FileNotFoundError as exc:  # no face model installed
-        print(f"skipped: {str(exc).splitlines()[0]}")
+    pipelines = {spec: create_pipeline(model=args.model, losses=spec, device="cpu") for spec in specs}
+    if None in pipelines.values():  # no face model installed
         return 0
     load_model_s = time.perf_counter() - start
     model = next(iter(pipelines.values())).model

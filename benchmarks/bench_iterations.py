@@ -18,9 +18,18 @@ from __future__ import annotations
 import sys
 import time
 
-from common import command_line, dataset_parser, find_dataset, machine, machine_line, progress_line, write_json
+from common import (
+    command_line,
+    create_pipeline,
+    dataset_parser,
+    find_dataset,
+    machine,
+    machine_line,
+    progress_line,
+    write_json,
+)
 
-from fit3dmm.api import Pipeline, Schedule
+from fit3dmm.api import Schedule
 from fit3dmm.evaluate import evaluate_fits, fasseg_photos, prepare_targets
 from fit3dmm.losses.registry import parse_losses
 from fit3dmm.metrics.fit_metrics import FASSEG_GROUPS
@@ -40,10 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     info = machine()
     started = time.perf_counter()
-    try:
-        pipeline = Pipeline.create(model=args.model, losses=args.losses, device="cpu", on_annotate=progress_line)
-    except FileNotFoundError as exc:
-        print(f"skipped: {str(exc).splitlines()[0]}")
+    pipeline = create_pipeline(model=args.model, losses=args.losses, device="cpu")
+    if pipeline is None:
         return 0
     photos = fasseg_photos(root, args.split, args.limit)
     targets, failures = prepare_targets(photos, pipeline, fit_labels=False, progress=progress_line)

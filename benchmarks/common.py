@@ -70,13 +70,17 @@ def fit_setup(args: argparse.Namespace) -> tuple[dict[str, dict[str, float]], Pi
     configs = {spec.strip(): parse_losses(spec) for spec in args.configs.split(";") if spec.strip()}
     every_loss = list(dict.fromkeys(name for config in configs.values() for name in config))
     schedule = Schedule(iterations=args.iterations, rigid_iterations=args.rigid_iterations)
+    return configs, create_pipeline(model=args.model, losses=every_loss, schedule=schedule, device=args.device)
+
+
+def create_pipeline(**options: object) -> Pipeline | None:
+    """``Pipeline.create(**options)`` (annotation progress on stderr), or None after the ``skipped: ...`` line
+    that run.py reports when the face model is not installed."""
     try:
-        pipeline = Pipeline.create(model=args.model, losses=every_loss, schedule=schedule, device=args.device,
-                                   on_annotate=progress_line)
-    except FileNotFoundError as exc:  # no face model installed
+        return Pipeline.create(on_annotate=progress_line, **options)
+    except FileNotFoundError as exc:
         print(f"skipped: {str(exc).splitlines()[0]}")
-        return configs, None
-    return configs, pipeline
+        return None
 
 
 RESULT_FILES = (":!benchmarks/results", ":!benchmarks/README.md")
