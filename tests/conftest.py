@@ -17,7 +17,7 @@ import pytest
 from fit3dmm.models.face_model import FaceModel
 
 SHARED = Path(os.environ.get("FIT3DMM_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-ICT_FOLDER = SHARED / "face-models" / "ict-facekit-light"
+PACKAGED_ICT = Path(__file__).resolve().parents[1] / "fit3dmm" / "data" / "ict-facekit-light"
 
 
 SLOW_FIXTURES = frozenset({"shared_dir", "ict_model", "annotated_ict"})
@@ -52,28 +52,25 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def ict_model(session_cache: Path) -> FaceModel:
-    """ICT-FaceKit Light loaded from the shared folder through :func:`fit3dmm.models.store.load_model`, without
-    annotations (whatever the session cache holds), so that tests do not depend on their order."""
+    """The ICT-FaceKit Light shipped in the package, loaded through :func:`fit3dmm.models.store.load_model`,
+    without annotations (whatever the session cache holds), so that tests do not depend on their order."""
     from fit3dmm.models.assets import FaceModelAssets
     from fit3dmm.models.store import load_model
 
-    if not (ICT_FOLDER / "ict_facekit_light.npz").is_file():
-        pytest.skip(f"ICT-FaceKit Light not found in {ICT_FOLDER}")
-    model = load_model(str(ICT_FOLDER))
+    model = load_model(str(PACKAGED_ICT))
     model.assets = FaceModelAssets()
     return model
 
 
 @pytest.fixture(scope="session")
 def annotated_ict(session_cache: Path) -> FaceModel:
-    """ICT-FaceKit Light with its Algorithm 1 annotation (built once per session, ~15 s, cached in the session
-    cache, so later loads of the model find it)."""
-    from fit3dmm.annotate import ensure_annotations
+    """The shipped ICT-FaceKit Light with the Algorithm 1 annotation shipped beside it."""
+    from fit3dmm.annotate import is_annotated
     from fit3dmm.models.store import load_model
 
-    if not (ICT_FOLDER / "ict_facekit_light.npz").is_file():
-        pytest.skip(f"ICT-FaceKit Light not found in {ICT_FOLDER}")
-    return ensure_annotations(load_model(str(ICT_FOLDER)))
+    model = load_model(str(PACKAGED_ICT))
+    assert is_annotated(model), "the shipped model lost its annotations.npz"
+    return model
 
 
 @pytest.fixture

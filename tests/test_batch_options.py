@@ -201,10 +201,15 @@ def test_check_request_refuses_missing_inputs_and_empty_folders(tmp_path, photos
         check([tmp_path / "*.tif"], tmp_path / "out")
 
 
-def test_check_request_refuses_a_label_map_of_the_wrong_size(tmp_path, photos):
+def test_check_request_refuses_a_label_map_of_another_aspect_ratio(tmp_path, photos):
     label = tmp_path / "labels.png"
-    Image.fromarray(np.zeros((30, 41), np.uint8)).save(label)  # photo p0 is 40 x 30
-    with pytest.raises(ValueError, match=r"label map .*41×30 px but the photo is 40×30 px"):
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(label)  # photo p0 is 40 x 30
+    with pytest.raises(ValueError, match=r"label map .*40×40 px but the photo is 40×30 px.*aspect ratio"):
         check(photos[:1], tmp_path / "out", seg=label, seg_format="fasseg")
     Image.fromarray(np.zeros((30, 40), np.uint8)).save(label)
-    assert check(photos[:1], tmp_path / "out", seg=label, seg_format="fasseg").paths == photos[:1]
+    request = check(photos[:1], tmp_path / "out", seg=label, seg_format="fasseg")
+    assert request.paths == photos[:1] and request.notes == []
+    # the photo's aspect ratio at another size (here 2×): resized, and the request says so
+    Image.fromarray(np.zeros((60, 80), np.uint8)).save(label)
+    (note,) = check(photos[:1], tmp_path / "out", seg=label, seg_format="fasseg").notes
+    assert str(label) in note and "resized from 80×60 px to the photo's 40×30 px" in note

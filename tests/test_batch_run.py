@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -100,7 +102,8 @@ def report(out: Path) -> list[dict[str, str]]:
 
 
 def hidden(out: Path) -> list[str]:
-    return sorted(p.name for p in out.iterdir() if p.name.startswith(".") and p.name != LOCK_NAME)
+    """The hidden entries of ``out``: temporaries, and the lock file while (or if, after) a run holds it."""
+    return sorted(p.name for p in out.iterdir() if p.name.startswith("."))
 
 
 def test_batch_writes_one_complete_folder_per_photo_and_a_report(tmp_path, tiny_model):
@@ -183,7 +186,7 @@ def test_interrupt_while_writing_leaves_no_partial_output_and_resumes(tmp_path, 
     monkeypatch.setattr(outputs_module, "write_params_json", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(paths, out, tiny_model)
-    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME, "p0", "report.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["p0", "report.csv"]  # no lock file either
     assert (out / "p0" / batch.MARKER_NAME).is_file()
     assert [r["input"] for r in report(out)] == [str(paths[0])]
     monkeypatch.setattr(outputs_module, "write_params_json", real)
@@ -243,9 +246,10 @@ def test_bad_files_are_recorded_and_the_run_goes_on(tmp_path, tiny_model):
 def test_no_face_and_tiny_faces_are_refused_with_a_reason(tmp_path, tiny_model):
     paths = make_photos(tmp_path, ["p.png"])
     out = tmp_path / "out"
-    run(paths, out, tiny_model, detector_factory=lambda: FakeDetector(()))
+    summary = run(paths, out, tiny_model, detector_factory=lambda: FakeDetector(()))
     row = report(out)[0]
     assert (row["status"], row["error"]) == ("no_face", f"{paths[0]}: no face found")
+    assert not summary.ok and sorted(p.name for p in out.iterdir()) == ["report.csv"]  # no lock file left
     # the fake face's landmark box is 10 cm x 6 px = 60 px
     run(paths, out, tiny_model, min_face_size=61)
     row = report(out)[0]
@@ -371,6 +375,34 @@ def test_one_run_at_a_time_and_stale_temporaries_are_removed(tmp_path):
     assert temp.is_dir()  # as after a SIGKILL: left behind, hidden
     with batch.OutputFolder(out):
         assert not temp.exists()
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_a_run_that_locks_a_removed_lock_file_takes_the_new_one(tmp_path, monkeypatch):
+    """Run B opens the lock file, then run A ends (unlinks and releases it) before B locks: B's lock is on a
+    file no longer in the folder, so B must retry on a fresh file, else a third run C could start too."""
+    import fcntl
+
+    from fit3dmm.batch import folder as folder_module
+
+    out = tmp_path / "out"
+    first = batch.OutputFolder(out).__enter__()
+    calls = []
+
+    def flock(fd: int, operation: int) -> None:
+        calls.append(os.fstat(fd).st_ino)
+        if len(calls) == 1:  # B has opened A's lock file; A ends now
+            first.__exit__(None, None, None)
+        fcntl.flock(fd, operation)
+
+    monkeypatch.setattr(folder_module, "fcntl", SimpleNamespace(flock=flock, LOCK_EX=fcntl.LOCK_EX,
+                                                                LOCK_NB=fcntl.LOCK_NB))
+    with batch.OutputFolder(out):
+        assert len(calls) == 2 and calls[1] == (out / LOCK_NAME).stat().st_ino
+        monkeypatch.undo()
+        with pytest.raises(OSError, match="another fit3dmm run"), batch.OutputFolder(out):
+            pass
+    assert hidden(out) == []
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from fit3dmm.batch import MARKER_NAME, read_report
 from fit3dmm.cli import main
 from fit3dmm.io.images import read_depth_png
 from fit3dmm.io.params import read_params_json
+from fit3dmm.models.compact import COMPACT_NPZ
+from fit3dmm.models.store import packaged_models_dir
 from fit3dmm.observe.image import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,12 +38,10 @@ NO_FIT = ["--loss", "lmk,reg", "--iterations", "0", "--rigid-iterations", "0", "
 
 
 @pytest.fixture(scope="module")
-def env(shared_dir, tmp_path_factory):
-    """The shared model folder and a fresh, empty cache (so the model is not annotated)."""
-    if not (shared_dir / "face-models" / "ict-facekit-light" / "ict_facekit_light.npz").is_file():
-        pytest.skip("ICT-FaceKit Light not in the shared folder")
+def env(tmp_path_factory):
+    """What a new user has: the model shipped in the package (with its assets), a fresh, empty cache."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FIT3DMM_MODELS", str(shared_dir / "face-models"))
+        patch.delenv("FIT3DMM_MODELS", raising=False)
         patch.setenv("FIT3DMM_CACHE", str(tmp_path_factory.mktemp("cli-cache")))
         yield dict(os.environ)
 
@@ -67,6 +68,7 @@ def test_batch_outputs_are_complete_and_parse_back(full_run):
     out, result = full_run
     assert result.exit_code == 0, result.output
     assert "1 photos: 1 fitted (1 faces" in result.stdout and f"report: {out / 'report.csv'}" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut", "report.csv"]  # no lock file left
     folder = out / "astronaut"
     marker = json.loads((folder / MARKER_NAME).read_text())
     expected = ["face.obj", "face.mtl", "face_texture.png", "face.json", "face.npz", "face_depth.png",
@@ -234,7 +236,7 @@ def test_a_diverging_fit_is_retried_then_reported(env, tmp_path):
     assert result.exit_code == 1
     (row,) = read_report(out / "report.csv")
     assert (row["status"], row["retried"]) == ("diverged", "1") and "non-finite" in row["error"]
-    assert sorted(p.name for p in out.iterdir()) == [".fit3dmm.lock", "report.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.csv"]  # and no lock file
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -271,10 +273,25 @@ def test_invalid_combinations_are_refused_before_any_work(env, tmp_path, shared_
         assert not out.exists() and not (tmp_path / "x.obj").exists()
 
 
+def test_a_resized_label_map_is_reported(env, tmp_path, shared_dir):
+    photo = shared_dir / "datasets" / "fasseg-frontal" / "images" / "test_10.png"
+    label = tmp_path / "big.png"
+    raw = np.asarray(Image.open(shared_dir / "datasets" / "fasseg-frontal" / "labels" / "test_10.png"))
+    Image.fromarray(raw.repeat(2, 0).repeat(2, 1)).save(label)
+    # the map is checked (and resized) before the model is loaded; lmk,reg then refuses it, after the warning
+    result = fit(photo, "--out", tmp_path / "out", "--seg", label, "--seg-format", "fasseg", *NO_FIT)
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert str(label) in warning and "resized from 740×1024 px to the photo's 370×512 px" in warning
+    assert result.exit_code == 1 and "uses segmentation" in result.output
+
+
 def test_a_part_map_of_an_unannotated_model_is_refused(env, tmp_path, monkeypatch):
-    monkeypatch.setenv("FIT3DMM_CACHE", str(tmp_path / "fresh-cache"))  # a model nobody annotated
+    monkeypatch.setenv("FIT3DMM_CACHE", str(tmp_path / "fresh-cache"))
+    bare = tmp_path / "bare"  # the shipped model without its assets: a model nobody annotated
+    bare.mkdir()
+    shutil.copyfile(packaged_models_dir() / "ict-facekit-light" / COMPACT_NPZ, bare / COMPACT_NPZ)
     out = tmp_path / "out"
-    result = fit(ASTRONAUT, "--out", out, "--parts", "--loss", "reg")  # no loss that would annotate it
+    result = fit(ASTRONAUT, "--out", out, "--parts", "--loss", "reg", "--model", bare)  # no loss that annotates
     assert result.exit_code == 1 and "--parts needs part annotations" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not out.exists()
 

@@ -123,9 +123,39 @@ def test_cli_compare_writes_tables(quick_model: FaceModel, shared_dir: Path, tmp
     assert [(r["image"], r["config"]) for r in per_image] == [("test_2", "icp_rev"), ("test_2", "icp")]
 
 
+def test_cli_compare_without_photos_runs_on_the_examples_into_compare_out(
+        quick_model: FaceModel, shared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from fit3dmm.models.store import assets_dir
+
+    monkeypatch.setenv("FIT3DMM_CACHE", str(assets_dir(quick_model).parents[1]))
+    monkeypatch.chdir(tmp_path)
+    args = ["compare", "--losses", "icp", "--iterations", "2", "--rigid-iterations", "5", "--lm-iterations", "5",
+            "--model", str(shared_dir / ICT_SUBDIR), "--device", "cpu"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    assert f"no IMAGE given: comparing on {examples / 'astronaut.jpg'}" in result.stderr
+    assert result.stdout.splitlines()[-1] == "wrote 5 files under compare-out"
+    assert [(r["image"], r["config"]) for r in read_csv(tmp_path / "compare-out" / "per_image.csv")] == [
+        ("astronaut", "icp")]
+    assert (tmp_path / "compare-out" / "figures" / "astronaut.png").is_file()
+
+
+def test_cli_compare_without_photos_outside_a_checkout_says_what_to_pass(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr("fit3dmm.cli.compare.source_checkout", lambda: tmp_path / "site-packages")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["compare", "--losses", "icp"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Error: no IMAGE given and no example photos in {tmp_path / 'site-packages' / 'examples'} (they come "
+        "with a source checkout); give IMAGE... or --dataset NAME DIR"]
+    assert sorted(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["x.png", "--seg", "y.png", "--losses", "icp"], "--seg and --seg-format go together"),
-    (["--losses", "icp"], "give at least one IMAGE"),
+    (["--seg", "y.png", "--seg-format", "fasseg"], "--seg labels the IMAGEs given; give them too"),
     (["x.png", "--dataset", "fasseg", "d"], "not both"),
 ])
 def test_cli_compare_rejects_bad_options(tmp_path: Path, args: list[str], message: str):

@@ -8,16 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
+from fit3dmm.defaults import LABEL_FORMATS
 from fit3dmm.observe.crop import crop_matrix
 from fit3dmm.observe.labelmaps import (
     FORMATS,
     LabelMapError,
     LabelMapParts,
+    format_table,
     labels_to_parts,
     load_label_map,
     read_label_map,
+    same_aspect,
     warp_parts,
 )
 from fit3dmm.types.parts import NUM_PARTS, PART_INDEX, PART_NAMES
@@ -47,8 +51,10 @@ LAYOUT = [
 # the l/r names of each format deliberately put its "left" class on the image's LEFT (a, c): whatever a
 # dataset means by it, the importer must call the image-right part the subject's left
 CODES = {
-    "celebamask": {"H": 17, "S": 1, "a": 2, "b": 3, "c": 4, "d": 5, "n": 10, "u": 12, "m": 11, "l": 13, "E": 7,
-                   "K": 14, " ": 0},
+    "celebamask-hq": {"H": 13, "S": 1, "a": 6, "b": 7, "c": 4, "d": 5, "n": 2, "u": 11, "m": 10, "l": 12, "E": 8,
+                      "K": 17, " ": 0},
+    "bisenet": {"H": 17, "S": 1, "a": 2, "b": 3, "c": 4, "d": 5, "n": 10, "u": 12, "m": 11, "l": 13, "E": 7,
+                "K": 14, " ": 0},
     "lapa": {"H": 10, "S": 1, "a": 2, "b": 3, "c": 4, "d": 5, "n": 6, "u": 7, "m": 8, "l": 9, "E": 1, "K": 0,
              " ": 0},
     "helen": {"H": 10, "S": 1, "a": 2, "b": 3, "c": 4, "d": 5, "n": 6, "u": 7, "m": 8, "l": 9, "E": 0, "K": 0,
@@ -75,7 +81,7 @@ def _check_common(parts: LabelMapParts) -> None:
     assert parts.part_weights.dtype == np.float32 and parts.part_weights.shape == (NUM_PARTS,)
 
 
-@pytest.mark.parametrize("fmt", ["celebamask", "lapa", "helen"])
+@pytest.mark.parametrize("fmt", ["celebamask-hq", "bisenet", "lapa", "helen"])
 def test_formats_with_every_part(fmt: str) -> None:
     parts = labels_to_parts(_layout(fmt), fmt)
     _check_common(parts)
@@ -89,13 +95,61 @@ def test_formats_with_every_part(fmt: str) -> None:
     assert parts.part_weights.tolist() == [1.0] * NUM_PARTS and parts.merged == {}
 
 
-def test_celebamask_occluders_are_hair() -> None:
-    labels = _layout("celebamask")
-    labels[0, 5] = 18  # hat
-    labels[2, 3] = 6  # eyeglasses
-    labels[11, 0] = 16  # cloth: ignored
-    parts = labels_to_parts(labels, "celebamask")
+@pytest.mark.parametrize(("fmt", "hat", "glasses", "cloth"), [("celebamask-hq", 14, 3, 18), ("bisenet", 18, 6, 16)])
+def test_celebamask_occluders_are_hair(fmt: str, hat: int, glasses: int, cloth: int) -> None:
+    labels = _layout(fmt)
+    labels[0, 5] = hat
+    labels[2, 3] = glasses
+    labels[11, 0] = cloth  # ignored
+    parts = labels_to_parts(labels, fmt)
     assert parts.hair[0, 5] and parts.hair[2, 3] and not parts.hair[11, 0] and not parts.masks[:, 11, 0].any()
+
+
+# What every class of every format must become, written out from the datasets' own class lists (not from
+# FORMATS): a part, "hair", a side-split pair ("eye", "brow"), or absent (no part, not hair).
+EXPECTED = {
+    # CelebAMask-HQ g_mask.py: label_list index + 1
+    "celebamask-hq": {1: "skin", 2: "nose", 3: "hair", 4: "eye", 5: "eye", 6: "brow", 7: "brow", 11: "up_lip",
+                      12: "down_lip", 13: "hair", 14: "hair"},
+    # face-parsing.PyTorch prepropess_data.py atts, 1-based
+    "bisenet": {1: "skin", 2: "brow", 3: "brow", 4: "eye", 5: "eye", 6: "hair", 10: "nose", 12: "up_lip",
+                13: "down_lip", 17: "hair", 18: "hair"},
+    "lapa": {1: "skin", 2: "brow", 3: "brow", 4: "eye", 5: "eye", 6: "nose", 7: "up_lip", 9: "down_lip", 10: "hair"},
+    "helen": {1: "skin", 2: "brow", 3: "brow", 4: "eye", 5: "eye", 6: "nose", 7: "up_lip", 9: "down_lip",
+              10: "hair"},
+    "fasseg": {1: "hair", 2: "skin", 3: "eye", 4: "nose", 5: "mouth"},
+}
+CLASS_COUNTS = {"celebamask-hq": 19, "bisenet": 19, "lapa": 11, "helen": 11, "fasseg": 6}
+
+
+@pytest.mark.parametrize("fmt", sorted(EXPECTED))
+def test_each_class_lands_in_its_part(fmt: str) -> None:
+    assert len(format_table(fmt)) == CLASS_COUNTS[fmt]
+    block = np.zeros((8, 8), bool)
+    block[2:4, 5:7] = True
+    for cls in range(1, CLASS_COUNTS[fmt]):
+        parts = labels_to_parts(np.where(block, cls, 0), fmt)
+        m = {name: parts.masks[PART_INDEX[name]] for name in PART_NAMES}
+        target = EXPECTED[fmt].get(cls)
+        found = {name for name, mask in m.items() if mask.any()}
+        if target in ("eye", "brow"):
+            side = {"eye": ("left_eye", "right_eye"), "brow": ("left_eyebrow", "right_eyebrow")}[target]
+            assert len(found) == 1 and found <= set(side) and np.array_equal(m[found.pop()], block), (fmt, cls)
+        elif target == "mouth":  # FASSEG's merged lips
+            assert found == {"up_lip", "down_lip"} and np.array_equal(m["up_lip"], block), (fmt, cls)
+        elif target in PART_INDEX:
+            assert found == {target} and np.array_equal(m[target], block), (fmt, cls)
+        else:
+            assert found == set(), (fmt, cls)
+        assert np.array_equal(parts.hair, block if target == "hair" else np.zeros_like(block)), (fmt, cls)
+
+
+def test_the_two_celebamask_orders_differ() -> None:
+    # CelebAMask-HQ's own map read in BiSeNet's order would put its nose (2) where the brows are
+    hq = labels_to_parts(_layout("celebamask-hq"), "celebamask-hq")
+    as_bisenet = labels_to_parts(_layout("celebamask-hq"), "bisenet")
+    assert np.array_equal(hq.masks[PART_INDEX["nose"]], _region("n"))
+    assert not np.array_equal(as_bisenet.masks[PART_INDEX["nose"]], _region("n"))
 
 
 def test_fasseg_merges_the_mouth_and_hides_the_brows() -> None:
@@ -159,6 +213,7 @@ def test_file_kinds(tmp_path: Path) -> None:
         (lambda d: d, "not a file"),
         (lambda d: (d / "text.png").write_text("hello") and d / "text.png", "not a readable image"),
         (lambda d: _save(d / "big.png", np.zeros((13, 16), np.uint8)), r"16×13 px but the photo is 16×12"),
+        (lambda d: _save(d / "square.png", np.zeros((8, 8), np.uint8)), r"8×8 px but the photo is 16×12 .*aspect"),
         (lambda d: _save(d / "color.png", np.dstack([_layout("lapa")] * 2 + [_layout("lapa") * 0])),
          "channels differ"),
         (lambda d: _save(d / "rgba.png", np.dstack([_layout("lapa")] * 4)), "4 channels"),
@@ -179,7 +234,55 @@ def test_bad_maps_fail_with_one_line(tmp_path: Path, make: Callable[[Path], Path
 def test_unknown_format() -> None:
     with pytest.raises(ValueError, match="unknown label map format"):
         labels_to_parts(np.zeros((2, 2), np.uint8), "cityscapes")
-    assert set(FORMATS) == {"celebamask", "lapa", "helen", "fasseg"}
+    assert set(FORMATS) == set(LABEL_FORMATS) == {"celebamask-hq", "bisenet", "lapa", "helen", "fasseg"}
+
+
+def test_retired_celebamask_name_asks_for_a_choice(tmp_path: Path) -> None:
+    path = _save(tmp_path / "l.png", _layout("bisenet"))
+    for call in (lambda: labels_to_parts(_layout("bisenet"), "celebamask"),
+                 lambda: load_label_map(path, "celebamask", (12, 16))):
+        with pytest.raises(ValueError, match=r"choose celebamask-hq .* or bisenet") as info:
+            call()
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("command", "out"), [("segment", "seg.png"), ("fit", "out"), ("compare", "out")])
+def test_retired_celebamask_name_through_the_cli(tmp_path: Path, command: str, out: str) -> None:
+    from fit3dmm.cli import main
+
+    result = CliRunner().invoke(main, [command, str(tmp_path / "photo.png"), "--out", str(tmp_path / out),
+                                       "--seg", str(tmp_path / "l.png"), "--seg-format", "celebamask"])
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert "celebamask-hq" in line and "bisenet" in line and "--seg-format" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_same_aspect_allows_rounding_only() -> None:
+    assert same_aspect((512, 512), (1024, 1024)) and same_aspect((384, 512), (750, 1000))
+    assert same_aspect((383, 512), (750, 1001))  # 750 · 512/1001 = 383.6, rounded down
+    assert same_aspect((1024, 2048), (512, 1024))  # a map larger than the photo
+    assert not same_aspect((13, 16), (12, 16)) and not same_aspect((8, 8), (12, 16))
+    assert not same_aspect((512, 512), (1024, 1000))
+
+
+def test_half_size_map_is_resized_to_the_photo(tmp_path: Path) -> None:
+    # the photo is 24 × 32 and its true labels are the layout at 2×; the file holds every other pixel
+    full = _layout("bisenet").repeat(2, 0).repeat(2, 1)
+    path = _save(tmp_path / "half.png", full[::2, ::2])
+    parts = load_label_map(path, "bisenet", (24, 32))
+    expected = labels_to_parts(full, "bisenet")
+    assert np.array_equal(parts.masks, expected.masks) and np.array_equal(parts.hair, expected.hair)
+    (note,) = parts.notes
+    assert str(path) in note and "16×12" in note and "32×24" in note and "resized" in note
+    assert load_label_map(_save(tmp_path / "full.png", full), "bisenet", (24, 32)).notes == []
+    # a non-integer scale (2.08 × 2.06): each photo pixel takes the class of the map pixel under its centre
+    odd = load_label_map(path, "bisenet", (25, 33))
+    half = full[::2, ::2]
+    under = np.array([[half[int((r + 0.5) * 12 / 25), int((c + 0.5) * 16 / 33)] for c in range(33)]
+                      for r in range(25)])
+    assert np.array_equal(odd.masks, labels_to_parts(under, "bisenet").masks) and len(odd.notes) == 1
+    assert 6 <= odd.masks[PART_INDEX["nose"]].any(1).sum() <= 7  # 3 map rows → 6.25 photo rows
 
 
 def test_warp_parts_into_a_crop() -> None:

@@ -23,8 +23,11 @@ def test_install_list_load_ict(cache: Path, shared_dir: Path) -> None:
     if not (source / "ict_facekit_light.npz").is_file():
         pytest.skip(f"ICT-FaceKit Light not found in {source}")
     runner = CliRunner()
-    empty = runner.invoke(main, ["models", "list"])
-    assert empty.exit_code == 0 and "fit3dmm models install ict" in empty.stdout
+    shipped = runner.invoke(main, ["models", "list"])  # before any install: the model shipped in the package
+    assert shipped.exit_code == 0
+    (row,) = shipped.stdout.splitlines()[1:]
+    assert row.split()[:6] == ["*", "ict", "12.9M", "c1e40c1925f6", "yes", "yes"]
+    assert row.endswith(str(Path("fit3dmm") / "data" / "ict-facekit-light"))
 
     result = runner.invoke(main, ["models", "install", "ict", str(source)])
     assert result.exit_code == 0, result.output
@@ -35,7 +38,8 @@ def test_install_list_load_ict(cache: Path, shared_dir: Path) -> None:
     listing = runner.invoke(main, ["models", "list"])
     assert listing.exit_code == 0
     (row,) = [line for line in listing.stdout.splitlines() if str(dest) in line]
-    assert row.split()[:5] == ["*", "ict", "22.3M", "eda565f92179", "no"]
+    assert row.split()[:5] == ["*", "ict", "22.3M", "eda565f92179", "no"]  # installed: found before the package's
+    assert listing.stdout.splitlines()[-1].startswith("  ict")  # the shipped one, no longer the default
 
     assert load_model("ict").num_vertices == 26719
 

@@ -121,4 +121,4 @@ def test_install_and_load_keeps_file_parts_and_adds_cached_landmarks(
     again = load_model("3ddfa_v3")
     np.testing.assert_array_equal(again.assets.part_labels, file_labels)
     np.testing.assert_array_equal(again.assets.landmarks.vertices, [[4], [0]])
-    assert set(again.assets.source) == {"part_labels", "landmarks"}
+    assert set(again.assets.source) == {"part_labels", "landmarks", "model_checksum"}

@@ -20,6 +20,7 @@ from fit3dmm.models.store import (
     load_assets,
     load_model,
     models_dir,
+    packaged_models_dir,
     save_assets,
     search_path,
 )
@@ -64,7 +65,7 @@ def test_cache_root_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
 def test_search_path_order(clean_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("FIT3DMM_MODELS", os.pathsep.join([str(tmp_path / "a"), "", str(tmp_path / "b")]))
-    assert search_path() == [tmp_path / "a", tmp_path / "b", clean_env / "models"]
+    assert search_path() == [tmp_path / "a", tmp_path / "b", clean_env / "models", packaged_models_dir()]
     first = fake_model(tmp_path / "a" / "v3")
     fake_model(tmp_path / "b" / "v3")
     fake_model(clean_env / "models" / "3ddfa_v3")
@@ -100,13 +101,14 @@ def test_bfm_folder_is_recognised(clean_env: Path, tmp_path: Path) -> None:
 
 
 def test_missing_model_message(clean_env: Path) -> None:
+    assert find_model("ict").path == packaged_models_dir() / "ict-facekit-light"  # always there: shipped
     with pytest.raises(ModelNotFoundError) as info:
-        find_model("ict")
+        find_model("bfm2009")
     message = str(info.value)
     assert isinstance(info.value, FileNotFoundError)
     assert "\n" not in message
-    assert str(clean_env / "models") in message
-    assert "fit3dmm models install ict /path/to/ict-facekit-light" in message
+    assert str(clean_env / "models") in message and str(packaged_models_dir()) in message
+    assert "fit3dmm models install bfm2009 /path/to/BFM" in message
 
 
 def test_unknown_name_and_ambiguous_folder(clean_env: Path, tmp_path: Path) -> None:
@@ -145,7 +147,7 @@ def test_assets_round_trip(clean_env: Path, tiny_model: FaceModel) -> None:
     for name, value in assets.landmarks.arrays().items():
         np.testing.assert_array_equal(back.landmarks.arrays()[name], value)
     np.testing.assert_array_equal(back.eye_openings["left_eye"].bary, eye.bary)
-    assert back.source == {"by": "test"}
+    assert back.source == {"by": "test", "model_checksum": tiny_model.checksum}
     only_landmarks = save_assets(tiny_model, FaceModelAssets(landmarks=tiny_correspondence()))
     assert "part_labels" not in np.load(only_landmarks).files
     assert load_assets(tiny_model).part_labels is None
@@ -173,8 +175,10 @@ def test_install_list_and_load_ict(clean_env: Path, ict_folder: Path, tmp_path: 
     assert (dest / "LICENSE").read_bytes() == (ict_folder / "LICENSE").read_bytes()
     assert install_model("ict", ict_folder) == dest  # the same model again: a no-op
 
-    (entry,) = list_models()
+    entry, shipped = list_models()
     assert (entry.kind, entry.path, entry.checksum, entry.default) == ("ict", dest, ICT_SHA256, True)
+    assert (shipped.path, shipped.default, shipped.annotated) == (packaged_models_dir() / "ict-facekit-light",
+                                                                  False, True)
     assert entry.size == (ict_folder / "ict_facekit_light.npz").stat().st_size
     assert not entry.annotated and not entry.landmarks
 
@@ -186,7 +190,7 @@ def test_install_list_and_load_ict(clean_env: Path, ict_folder: Path, tmp_path: 
     save_assets(model, FaceModelAssets(labels, source={"part_labels": "test"}))
     assert list_models()[0].annotated
     again = load_model(str(dest))
-    assert again.has_parts and again.assets.source == {"part_labels": "test"}
+    assert again.has_parts and again.assets.source == {"part_labels": "test", "model_checksum": ICT_SHA256}
     np.testing.assert_array_equal(again.assets.part_labels, labels)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -48,14 +49,21 @@ def test_builtin_segmentation_with_points(photo: Path, tmp_path: Path) -> None:
     background = (colors == BACKGROUND_COLOR).all(-1)
     assert np.array_equal(_colors(overlay)[background], rgb[background])
     assert not np.array_equal(_colors(overlay)[~background], rgb[~background])
-    # --points: the same part map, dots drawn on the overlay
+    # --points: the same part map and overlay, and the point sets over the crop enlarged 8×: one dot of the
+    # part's colour per point (3000 on the skin), the photo showing between them
     dotted = tmp_path / "dots" / "seg.png"
     dotted.parent.mkdir()
     result = runner.invoke(main, ["segment", str(photo), "--out", str(dotted), "--points"])
     assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in dotted.parent.iterdir()) == ["seg.png", "seg_overlay.png", "seg_points.png"]
     assert np.array_equal(_colors(dotted), colors)
-    changed = (_colors(dotted.with_name("seg_overlay.png")) != _colors(overlay)).any(-1)
-    assert 1000 < changed.sum() < 0.5 * changed.size
+    assert np.array_equal(_colors(dotted.with_name("seg_overlay.png")), _colors(overlay))
+    view = _colors(dotted.with_name("seg_points.png"))
+    assert view.shape == (224 * 8, 224 * 8, 3)
+    skin = (view == PART_COLORS[PART_INDEX["skin"]]).all(-1)
+    dots, _ = cv2.connectedComponents(skin.astype(np.uint8), connectivity=8)
+    assert 3000 <= dots - 1 <= 3020  # (a few photo pixels may blend to the exact colour)
+    assert len(np.unique(view.reshape(-1, 3), axis=0)) > 5000  # the photo, not flat colours
 
 
 def test_imported_label_map(photo: Path, tmp_path: Path) -> None:
@@ -71,6 +79,26 @@ def test_imported_label_map(photo: Path, tmp_path: Path) -> None:
     mouth = (colors == PART_COLORS[PART_INDEX["up_lip"]]).all(-1)
     assert mouth.any() and (mouth <= (raw == 5)).all()
     assert not (colors == PART_COLORS[PART_INDEX["left_eyebrow"]]).all(-1).any()
+
+
+def test_label_map_of_another_size_is_resized(photo: Path, tmp_path: Path) -> None:
+    # the label map at twice the photo's size: resized back by nearest neighbour, the same result, one warning
+    label = FASSEG / "labels" / photo.name
+    big = tmp_path / "big.png"
+    Image.fromarray(np.asarray(Image.open(label)).repeat(2, 0).repeat(2, 1)).save(big)
+    runner = CliRunner()
+    outputs = []
+    for name, seg in (("same", label), ("big", big)):
+        out = tmp_path / f"{name}.png"
+        result = runner.invoke(main, ["segment", str(photo), "--out", str(out), "--seg", str(seg),
+                                      "--seg-format", "fasseg", "--size", "128"])
+        assert result.exit_code == 0, result.output
+        outputs.append((_colors(out), result.stderr.strip().splitlines()))
+    (same, same_err), (resized, warnings) = outputs
+    assert np.array_equal(resized, same) and same_err == []
+    (line,) = warnings
+    w, h = Image.open(photo).size
+    assert line.startswith("warning: ") and str(big) in line and f"{2 * w}×{2 * h}" in line and f"{w}×{h}" in line
 
 
 def test_bad_label_map_writes_nothing(photo: Path, tmp_path: Path) -> None:

@@ -29,8 +29,10 @@ from fit3dmm.observe.segment import (
     UPPER_LIP_INNER,
     UPPER_LIP_OUTER,
     color_part_map,
+    draw_point_sets,
     fill_polygon,
     labels_from_masks,
+    point_sets_view,
     segment_from_landmarks,
     segment_observation,
     segment_with_label_map,
@@ -272,6 +274,56 @@ def test_segment_observation_fills_the_target(face: np.ndarray) -> None:
         assert obs.masks[0, p][rc[:, 0], rc[:, 1]].all()
     with pytest.raises(ValueError, match="landmarks"):
         segment_observation(replace(obs, landmarks=obs.landmarks[:, :68]))
+
+
+def test_point_sets_show_the_photo_and_every_point() -> None:
+    # a 6 × 8 frame enlarged 8×: skin everywhere but a 2 × 2 nose and an unlabelled last column
+    labels = np.full((6, 8), PART_INDEX["skin"])
+    labels[2:4, 3:5] = PART_INDEX["nose"]
+    labels[:, 7] = -1
+    rows, cols = np.mgrid[:48, :64]
+    photo = np.stack([100 + 80 * np.sin(cols / 5.0), 60 + 2 * rows, 200 - 2 * cols + rows], -1).astype(np.uint8)
+    skin_points = np.array([[0.0, 0.0], [6.0, 4.0], [1.0, 5.0]])
+    nose_points = np.argwhere(labels == PART_INDEX["nose"])[:, ::-1].astype(float)  # every nose pixel, (x, y)
+    out = draw_point_sets(photo, labels, None, {"skin": skin_points, "nose": nose_points}, scale=8)
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    dots = np.zeros((48, 64), bool)
+    for name, pts in (("skin", skin_points), ("nose", nose_points)):
+        color = PART_COLORS[PART_INDEX[name]]
+        for x, y in pts.astype(int):
+            cy, cx = 8 * y + 4, 8 * x + 4  # the middle of the point's 8 × 8 block
+            assert tuple(out[cy, cx]) == color, (name, x, y)
+            ring = out[cy, cx + 2]
+            assert tuple(ring) in {(0, 0, 0), (255, 255, 255)} and np.abs(ring - np.array(color)).max() > 100
+            dots[cy - 3:cy + 4, cx - 3:cx + 4] = True
+    # away from the dots, parts are the photo tinted at 35 %: it shows through, not a flat colour
+    for name in ("skin", "nose"):
+        away = (labels == PART_INDEX[name]).repeat(8, 0).repeat(8, 1) & ~dots
+        tint = 0.65 * photo[away] + 0.35 * np.array(PART_COLORS[PART_INDEX[name]])
+        assert np.abs(out[away] - tint).max() <= 1
+        for ch in range(3):
+            assert np.corrcoef(out[away][:, ch], photo[away][:, ch])[0, 1] > 0.99
+    assert np.array_equal(out[:, 56:], photo[:, 56:])  # no part: the photo itself
+    with pytest.raises(ValueError, match="image must be"):
+        draw_point_sets(photo[:40], labels, None, {}, scale=8)
+
+
+def test_point_sets_view_draws_every_target_point(face: np.ndarray) -> None:
+    rng = np.random.default_rng(3)
+    photo = np.clip(rng.normal([200, 150, 120], 6, size=(H, W, 3)), 0, 255).astype(np.uint8)
+    obs = segment_observation(observe_face(photo, _make_detection(face, 1.0), size=96))
+    view = point_sets_view(photo, obs)
+    assert view.shape == (768, 768, 3)  # 8× the crop
+    for name in ("skin", "nose", "left_eye"):
+        pts = obs.points[name].item(0).numpy()
+        fill = (view == PART_COLORS[PART_INDEX[name]]).all(-1)
+        count, _ = cv2.connectedComponents(fill.astype(np.uint8), connectivity=8)
+        assert count - 1 == len(pts) > 0, name  # one separate dot per point
+        centres = np.rint((pts + 0.5) * 8 - 0.5).astype(int)
+        assert fill[centres[:, 1], centres[:, 0]].all(), name
+    # a larger crop is enlarged less, to at most 2048 px
+    big = segment_observation(observe_face(photo, _make_detection(face, 1.0), size=320))
+    assert point_sets_view(photo, big).shape == (1920, 1920, 3)
 
 
 def test_input_errors(face: np.ndarray) -> None:

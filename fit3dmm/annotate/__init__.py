@@ -5,10 +5,11 @@ from fit3dmm.annotate.algorithm1 import (
     AnnotationConfig,
     annotate_model,
     annotation_figure,
+    annotation_inputs,
     ensure_annotations,
     is_annotated,
     landmark_part_labels,
 )
 
-__all__ = ["AnnotationConfig", "annotate_model", "annotation_figure", "ensure_annotations", "is_annotated",
-           "landmark_part_labels"]
+__all__ = ["AnnotationConfig", "annotate_model", "annotation_figure", "annotation_inputs", "ensure_annotations",
+           "is_annotated", "landmark_part_labels"]

@@ -17,8 +17,12 @@ cached with the model (reproducible for a given number of views and seed).
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,6 +52,19 @@ class AnnotationConfig:
     ridge: float = 1.0
 
 
+def annotation_inputs(model_checksum: str, config: AnnotationConfig, detector: str) -> str:
+    """sha256 of everything Algorithm 1's result depends on besides the code: the model data (its checksum),
+    the settings and the detector with its installed version.  Recorded with the assets (``source["inputs"]``)
+    so that shipped assets can be checked against what the code would build."""
+    try:
+        version = metadata.version(detector)
+    except metadata.PackageNotFoundError:
+        version = ""
+    text = json.dumps({"model": model_checksum, "config": asdict(config), "detector": detector,
+                       "version": version}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def annotate_model(
     model: FaceModel,
     detector: LandmarkDetector,
@@ -75,8 +92,11 @@ def annotate_model(
             raise RuntimeError(f"{model.name}: the detector found no face in any of {len(views)} renders")
         return part_labels(views, region, mean[region], region_triangles, model.num_vertices, config.min_island)
 
-    # a first, plain pass gives the part labels that tint brows, lips and eyes in the renders of the second
-    plain = render_views(model, max(1, config.views // 4), config.size, config.seed + 1, detector, segmenter)
+    # a first, plain pass gives the part labels that tint brows, lips and eyes in the renders of the second;
+    # plain means without any labels the model already has, so that the result depends on the inputs alone
+    untinted = copy.copy(model)
+    untinted.assets = FaceModelAssets()
+    plain = render_views(untinted, max(1, config.views // 4), config.size, config.seed + 1, detector, segmenter)
     tinted = copy.copy(model)
     tinted.assets = FaceModelAssets(part_labels=votes(plain))
     views = render_views(tinted, config.views, config.size, config.seed, detector, segmenter, progress)
@@ -87,7 +107,8 @@ def annotate_model(
                                    config.support, config.ridge)
     source = {"method": "Algorithm 1 (Wang et al. CVPR 2024) on model renders; landmarks fitted on renders",
               "views": str(config.views), "detected": str(detected), "seed": str(config.seed),
-              "size": str(config.size), "detector": detector.name}
+              "size": str(config.size), "detector": detector.name,
+              "inputs": annotation_inputs(model.checksum, config, detector.name)}
     openings, labels = eye_openings(mean, triangles, labels)
     return FaceModelAssets(part_labels=labels, landmarks=landmarks, eye_openings=openings, source=source)
 
@@ -135,10 +156,11 @@ def is_annotated(model: FaceModel) -> bool:
 
 
 def ensure_annotations(model: FaceModel, config: AnnotationConfig | None = None,
-                       progress: Callable[[int, int], None] | None = None, force: bool = False) -> FaceModel:
+                       progress: Callable[[int, int], None] | None = None, force: bool = False,
+                       folder: str | Path | None = None) -> FaceModel:
     """Give ``model`` part labels, a landmark correspondence and eye openings, running Algorithm 1 once and
-    caching the result in the user's model cache (:func:`fit3dmm.models.store.save_assets`); a no-op when
-    present."""
+    caching the result in the user's model cache, or in the model ``folder`` when given (how the shipped
+    model's assets are made; :func:`fit3dmm.models.store.save_assets`); a no-op when present."""
     from fit3dmm.models.store import save_assets
     from fit3dmm.observe.detect import MediaPipeDetector
 
@@ -149,5 +171,5 @@ def ensure_annotations(model: FaceModel, config: AnnotationConfig | None = None,
     if model.has_parts and not force:  # keep the model's own part labels (3DDFA-V3 ships them)
         assets.part_labels = model.assets.part_labels
     model.assets = assets
-    save_assets(model, assets)
+    save_assets(model, assets, folder)
     return model

@@ -17,7 +17,15 @@ import numpy as np
 import torch
 
 from fit3dmm.annotate import ensure_annotations, is_annotated
-from fit3dmm.defaults import DEFAULT_LOSSES, DEFAULT_MODEL, STATUS_DIVERGED, STATUS_ERROR, STATUS_OK
+from fit3dmm.defaults import (
+    DEFAULT_LOSSES,
+    DEFAULT_MODEL,
+    DEVICES,
+    STATUS_DIVERGED,
+    STATUS_ERROR,
+    STATUS_OK,
+    check_device,
+)
 from fit3dmm.fitting.engine import Start, fit_observation, one_line
 from fit3dmm.fitting.problem import Progress
 from fit3dmm.fitting.schedule import Schedule
@@ -40,12 +48,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"--device {device}: unknown device; use auto, cpu, cuda or cuda:N") from None
+    device = torch.device(check_device(device) if isinstance(device, str) else device)
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device {device}: unknown device; use auto, cpu, cuda or cuda:N")
+        raise ValueError(f"--device {device}: unknown device; use {DEVICES}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
     return device

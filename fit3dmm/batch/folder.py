@@ -3,7 +3,8 @@
 A photo's files are written into a hidden temporary folder ``OUT/.fit3dmm-tmp-*`` and renamed to
 ``OUT/<name>`` once everything, ``done.json`` last, is on disk, so an interrupted run (Ctrl-C, SIGTERM, a
 crash, SIGKILL) never leaves a half-written ``OUT/<name>``; temporary folders are removed on Ctrl-C/SIGTERM,
-or at the start of the next run.  One run at a time may write into ``OUT`` (a lock on ``OUT/.fit3dmm.lock``).
+or at the start of the next run.  One run at a time may write into ``OUT`` (a lock on ``OUT/.fit3dmm.lock``,
+removed when the run ends).
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from typing import Any
 
 from fit3dmm.io.atomic import atomic_write, fsync_directory
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: runs are not locked
+    fcntl = None
+
 REPORT_NAME = "report.csv"
 MARKER_NAME = "done.json"
 LOCK_NAME = ".fit3dmm.lock"
@@ -27,32 +33,63 @@ RESERVED_NAMES = frozenset({REPORT_NAME.lower(), MARKER_NAME.lower(), LOCK_NAME.
 """Names a photo's output folder may not take."""
 
 
+def _take_lock(path: Path) -> int:
+    """Create and exclusively lock ``path``; returns the file descriptor that holds the lock while open.
+
+    A run that ends unlinks its lock file before releasing it (:func:`_release_lock`), so a run that opened the
+    file just before may then lock a file that is no longer at ``path``; it tries again on the file that is
+    there now, so that two runs never hold locks on different files of the same name.
+
+    Raises:
+        OSError: another run holds the lock.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise OSError(f"{path.parent}: another fit3dmm run is writing into this folder") from None
+        if _is_at(fd, path):
+            return fd
+        os.close(fd)
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is the file now at ``path``."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _release_lock(fd: int, path: Path) -> None:
+    """Remove the lock file while still holding its lock (the next run then creates a new one), then
+    release it; a file at ``path`` that is not this lock's is left alone."""
+    try:
+        if _is_at(fd, path):
+            path.unlink()
+    finally:
+        os.close(fd)
+
+
 class OutputFolder:
     """The output folder of a batch run, locked for the run (context manager).
 
     Entering creates it, takes the lock (:class:`OSError` when another run holds it) and removes the
-    temporary folders of interrupted runs; leaving releases the lock.
+    temporary folders of interrupted runs; leaving releases the lock and removes its file.
     """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self._lock: Any = None
+        self._lock: int | None = None  # the locked file's descriptor
 
     def __enter__(self) -> OutputFolder:
         if self.root.exists() and not self.root.is_dir():
             raise OSError(f"{self.root} exists and is not a folder")
         self.root.mkdir(parents=True, exist_ok=True)
-        handle = open(self.root / LOCK_NAME, "a+")  # held until __exit__
-        try:
-            import fcntl
-
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # pragma: no cover - not POSIX: no lock
-            pass
-        except OSError:
-            handle.close()
-            raise OSError(f"{self.root}: another fit3dmm run is writing into this folder") from None
-        self._lock = handle
+        if fcntl is not None:
+            self._lock = _take_lock(self.root / LOCK_NAME)
         for stale in self.root.iterdir():
             if stale.name.startswith((TEMP_PREFIX, TRASH_PREFIX)) and stale.is_dir():
                 shutil.rmtree(stale, ignore_errors=True)
@@ -60,7 +97,7 @@ class OutputFolder:
 
     def __exit__(self, *exc: object) -> None:
         if self._lock is not None:
-            self._lock.close()
+            _release_lock(self._lock, self.root / LOCK_NAME)
             self._lock = None
 
     def marker(self, name: str) -> dict[str, Any] | None:

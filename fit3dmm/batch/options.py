@@ -89,12 +89,14 @@ def plan_jobs(paths: Sequence[str | Path], labels: LabelMap | None = None) -> li
 @dataclass
 class BatchRequest:
     """Checked inputs of a ``fit`` command: the photos, the label map of a single photo, and, for a single
-    photo, the mesh path to write with its output options."""
+    photo, the mesh path to write with its output options; ``notes``: what the checks found that the user
+    should know, one line each (a label map resized to its photo)."""
 
     paths: list[Path]
     labels: LabelMap | None
     mesh_target: Path | None
     outputs: OutputOptions
+    notes: list[str] = field(default_factory=list)
 
 
 def check_request(images: Sequence[str | Path], out: str | Path, options: BatchOptions, *, faces: str = "largest",
@@ -139,13 +141,13 @@ def check_request(images: Sequence[str | Path], out: str | Path, options: BatchO
             raise ValueError(f"--out {out} is a folder; a mesh path must be a file")
         outputs = dataclasses.replace(options.outputs, mesh_format=out.suffix)
         load_image(paths[0])  # one photo: an unreadable file is refused now
-    labels = None
+    labels, notes = None, []
     if seg is not None:
         if len(paths) > 1:
             raise ValueError(f"{seg}: --seg applies to one photo, got {len(paths)}")
-        load_label_map(seg, seg_format, load_image(paths[0]).shape[:2])
+        notes = load_label_map(seg, seg_format, load_image(paths[0]).shape[:2]).notes
         labels = LabelMap(Path(seg), seg_format)
-    return BatchRequest(paths, labels, mesh_target, outputs)
+    return BatchRequest(paths, labels, mesh_target, outputs, notes)
 
 
 def check_model_outputs(model: FaceModel, outputs: OutputOptions) -> str:

@@ -1,12 +1,15 @@
 """The ``fit3dmm`` command line: a thin click group over the Python API.
 
-Each command lives in its own module and is registered here; commands parse options, call the public API
-and print; they hold no logic of their own.  Expected failures (unreadable image, no face, missing model,
-bad option) end with one line on stderr and exit code 1, never a traceback.
+Each command lives in its own module, imported only when that command runs (or shows its help), so that
+``fit3dmm --help`` and bad inputs answer at once instead of after loading torch; the group lists the commands
+from :data:`COMMANDS`.  Commands parse options, check what they can without torch, call the public API and
+print; they hold no logic of their own.  Expected failures (unreadable image, no face, missing model, bad
+option) end with one line on stderr and exit code 1, never a traceback.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 
 # OpenMP's default busy-wait makes torch many times slower on a busy or small machine (measured: 4.4 s vs
@@ -17,9 +20,36 @@ import click
 
 from fit3dmm import __version__
 
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("fit3dmm.cli.bench:bench", "Run the benchmark suite of a source checkout."),
+    "compare": ("fit3dmm.cli.compare:compare", "Fit each geometric loss alone and compare their Part IoU."),
+    "fit": ("fit3dmm.cli.fit:fit", "Fit the face model to photos; writes mesh, parameters, overlay."),
+    "models": ("fit3dmm.cli.models:models", "List, install, annotate and pack face models."),
+    "predict": ("fit3dmm.cli.train:predict", "Reconstruct photos with a trained regressor alone (no fitting)."),
+    "segment": ("fit3dmm.cli.segment:segment", "Part segmentation of a photo, colour-coded, with an overlay."),
+    "train": ("fit3dmm.cli.train:train", "Train a ResNet-50 regressor that amortises the fit."),
+}
+"""Command name → (``module:attribute`` of its click command, the line ``fit3dmm --help`` shows for it)."""
+
 
 class _Group(click.Group):
-    """Turns the library's input errors into one-line click errors."""
+    """Imports a command's module when the command is asked for, lists the commands without importing any,
+    and turns the library's input errors into one-line click errors."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[cmd_name][0].split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, click.utils.make_default_short_help(COMMANDS[name][1], limit)) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -32,19 +62,3 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="fit3dmm")
 def main() -> None:
     """Reconstruct a 3D face from a photo by fitting a 3D Morphable Model."""
-
-
-from fit3dmm.cli.bench import bench  # noqa: E402
-from fit3dmm.cli.compare import compare  # noqa: E402
-from fit3dmm.cli.fit import fit  # noqa: E402
-from fit3dmm.cli.models import models  # noqa: E402
-from fit3dmm.cli.segment import segment  # noqa: E402
-from fit3dmm.cli.train import predict, train  # noqa: E402
-
-main.add_command(fit)
-main.add_command(compare)
-main.add_command(bench)
-main.add_command(models)
-main.add_command(segment)
-main.add_command(train)
-main.add_command(predict)

@@ -12,15 +12,12 @@ from pathlib import Path
 
 import click
 
-from fit3dmm.cli.common import fail
+from fit3dmm.cli.common import fail, source_checkout
 
 
 def find_suite(repo: Path | None = None) -> Path:
     """``benchmarks/run.py`` of ``repo``, or of the checkout this package was imported from."""
-    import fit3dmm
-
-    root = repo if repo is not None else Path(fit3dmm.__file__).resolve().parents[1]
-    return root / "benchmarks" / "run.py"
+    return (repo if repo is not None else source_checkout()) / "benchmarks" / "run.py"
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

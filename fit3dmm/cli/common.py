@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -17,7 +18,19 @@ def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
+def source_checkout() -> Path:
+    """The folder that holds the fit3dmm package: in a source checkout (and an editable install) the
+    repository, with ``benchmarks/`` and ``examples/``, which an installed wheel does not carry."""
+    import fit3dmm
+
+    return Path(fit3dmm.__file__).resolve().parents[1]
+
+
 def parse_weights(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, float]:
+    """``--weight NAME=VALUE`` items → {name: weight} (no ``--weight``: no import of the loss registry, which
+    loads torch)."""
+    if not value:
+        return {}
     from fit3dmm.losses.registry import parse_weight_options
 
     try:
@@ -61,20 +74,51 @@ def size_option(func: Callable) -> Callable:
                         help="Working crop size in pixels.")(func)
 
 
-def _set_threads(ctx: click.Context, param: click.Parameter, value: int) -> int:
-    import torch
-
-    torch.set_num_threads(value)
+def _check_seg_format(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse an unknown or retired (``celebamask``) format with the one line of
+    :func:`~fit3dmm.defaults.check_label_format`, exit code 1, before torch is loaded."""
+    if value is not None:
+        try:
+            defaults.check_label_format(value)
+        except ValueError as exc:
+            fail(f"--seg-format: {exc}")
     return value
 
 
+def seg_format_option(func: Callable) -> Callable:
+    """``--seg-format FMT``: the class order of the ``--seg`` label maps."""
+    names = "|".join(defaults.LABEL_FORMATS)
+    return click.option("--seg-format", default=None, metavar=f"[{names}]", callback=_check_seg_format,
+                        help="Class order of --seg: CelebAMask-HQ's own labels (celebamask-hq), "
+                             "face-parsing.PyTorch's BiSeNet and facexlib (bisenet), LaPa, Helen or FASSEG "
+                             "(README, Segmentation).")(func)
+
+
+def check_device_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Refuse an unknown ``--device`` name when the option is parsed, before torch is loaded (one line,
+    exit code 1)."""
+    try:
+        return defaults.check_device(value)
+    except ValueError as exc:
+        fail(str(exc))
+
+
 def device_option(func: Callable) -> Callable:
-    """``--device`` and ``--threads`` (torch's CPU threads, set when the option is parsed)."""
+    """``--device`` (its name checked when parsed) and ``--threads`` (torch's CPU threads: the command sets
+    them with :func:`use_threads` once its inputs are checked, so that bad inputs fail before torch loads)."""
     func = click.option("--threads", default=defaults.CPU_THREADS, show_default=True, type=click.IntRange(1, 256),
-                        callback=_set_threads, expose_value=False, envvar="FIT3DMM_THREADS",
+                        envvar="FIT3DMM_THREADS",
                         help="Torch CPU threads (one is never the slow case on a shared machine; "
                              "see benchmarks/README.md).")(func)
-    return click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")(func)
+    return click.option("--device", default="auto", show_default=True, callback=check_device_option,
+                        help=f"{defaults.DEVICES}.")(func)
+
+
+def use_threads(threads: int) -> None:
+    """Set torch's CPU threads (``--threads``); loads torch."""
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 @contextmanager

@@ -1,4 +1,8 @@
-"""``fit3dmm compare``: fit each geometric loss alone from the same start and compare their Part IoU."""
+"""``fit3dmm compare``: fit each geometric loss alone from the same start and compare their Part IoU.
+
+Without photos it runs on the example photos of a source checkout (``examples/*.jpg``) and writes into
+``./compare-out``, so that ``fit3dmm compare`` alone shows what the command gives.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,36 @@ from pathlib import Path
 
 import click
 
-from fit3dmm.cli.common import device_option, fail, model_option, parse_weights, schedule_options, size_option
-from fit3dmm.losses.registry import GEOMETRIC_LOSSES
-from fit3dmm.observe.labelmaps import FORMATS
+from fit3dmm.cli.common import (
+    device_option,
+    fail,
+    model_option,
+    parse_weights,
+    schedule_options,
+    seg_format_option,
+    size_option,
+    source_checkout,
+    use_threads,
+)
+from fit3dmm.defaults import GEOMETRIC_LOSSES
 
 GROUP_CHOICES = ("auto", "fasseg", "fasseg-sides", "parts")
+DEFAULT_OUT = Path("compare-out")
+
+
+def example_photos() -> list[Path]:
+    """The example photos of the source checkout (``examples/*.jpg``): what compare runs on without IMAGEs."""
+    folder = source_checkout() / "examples"
+    photos = sorted(folder.glob("*.jpg"))
+    if not photos:
+        fail(f"no IMAGE given and no example photos in {folder} (they come with a source checkout); give "
+             "IMAGE... or --dataset NAME DIR")
+    return photos
 
 
 @click.command()
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+@click.option("--out", "out", default=DEFAULT_OUT, show_default=True, type=click.Path(path_type=Path),
               help="Output folder: table.md, table.csv, per_image.csv, figure.png, figures/.")
 @click.option("--losses", default=",".join(GEOMETRIC_LOSSES), show_default=True,
               help="Comma-separated geometric losses, each fitted alone.")
@@ -24,7 +48,7 @@ GROUP_CHOICES = ("auto", "fasseg", "fasseg-sides", "parts")
 @click.option("--no-reg", is_flag=True, help="Fit each loss without the coefficient regulariser.")
 @click.option("--seg", "segs", multiple=True, type=click.Path(path_type=Path),
               help="Label map of an IMAGE (repeat once per image, same order); default: built-in segmenter.")
-@click.option("--seg-format", type=click.Choice(sorted(FORMATS)), default=None, help="Convention of --seg.")
+@seg_format_option
 @click.option("--dataset", nargs=2, type=(click.Choice(["fasseg"]), click.Path(path_type=Path)), default=None,
               help="A labelled dataset: NAME DIR, e.g. --dataset fasseg ../shared/datasets/fasseg-frontal.")
 @click.option("--split", type=click.Choice(["train", "test", "all"]), default="test", show_default=True,
@@ -43,26 +67,34 @@ GROUP_CHOICES = ("auto", "fasseg", "fasseg-sides", "parts")
               help="Photos stacked in figure.png (every photo gets figures/<name>.png).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def compare(images, out, losses, weights, no_reg, segs, seg_format, dataset, split, limit, groups, model,
-            rigid_iterations, lm_iterations, iterations, batch, size, device, figure_rows, quiet) -> None:
-    """Fit each geometric loss alone to IMAGES (or --dataset) and write Part IoU tables and figures."""
-    from fit3dmm.api import ObserveOptions, Schedule
-    from fit3dmm.evaluate import LabelledPhoto, fasseg_photos, run_compare
-    from fit3dmm.metrics.fit_metrics import FASSEG_GROUPS, FASSEG_GROUPS_BY_SIDE, PART_GROUPS
-    from fit3dmm.metrics.report import markdown_table
+            rigid_iterations, lm_iterations, iterations, batch, size, device, threads, figure_rows, quiet) -> None:
+    """Fit each geometric loss alone to IMAGES (or --dataset; neither: the example photos) and write Part IoU
+    tables and figures."""
     from fit3dmm.observe.image import find_images
 
     if dataset is not None and (images or segs):
         fail("give IMAGE... (with --seg) or --dataset, not both")
-    if dataset is None and not images:
-        fail("give at least one IMAGE, or --dataset NAME DIR")
+    if segs and not images:
+        fail("--seg labels the IMAGEs given; give them too")
     if bool(segs) != (seg_format is not None):
         fail("--seg and --seg-format go together")
+    report = None if quiet else (lambda line: click.echo(line, err=True))
+    paths: list[Path] = []
+    if dataset is None:  # the inputs are checked before torch is loaded
+        paths = find_images(list(images)) if images else example_photos()
+        if segs and len(segs) != len(paths):
+            fail(f"--seg was given {len(segs)} times for {len(paths)} images; give one label map per image")
+        if not images and report is not None:
+            report("no IMAGE given: comparing on " + ", ".join(str(p) for p in paths))
+    use_threads(threads)
+    from fit3dmm.api import ObserveOptions, Schedule
+    from fit3dmm.evaluate import LabelledPhoto, fasseg_photos, run_compare
+    from fit3dmm.metrics.fit_metrics import FASSEG_GROUPS, FASSEG_GROUPS_BY_SIDE, PART_GROUPS
+    from fit3dmm.metrics.report import markdown_table
+
     if dataset is not None:
         photos = fasseg_photos(dataset[1], split, limit)
     else:
-        paths = find_images(list(images))
-        if segs and len(segs) != len(paths):
-            fail(f"--seg was given {len(segs)} times for {len(paths)} images; give one label map per image")
         labels = list(segs) if segs else [None] * len(paths)
         photos = [LabelledPhoto(p.stem, p, s, seg_format if s is not None else None)
                   for p, s in zip(paths, labels, strict=True)]
@@ -70,7 +102,6 @@ def compare(images, out, losses, weights, no_reg, segs, seg_format, dataset, spl
               "parts": PART_GROUPS}[groups]
     mean_groups = list(FASSEG_GROUPS) if groups == "fasseg-sides" else None
     schedule = Schedule(rigid_iterations=rigid_iterations, lm_iterations=lm_iterations, iterations=iterations)
-    report = None if quiet else (lambda line: click.echo(line, err=True))
     evaluation, written, failures = run_compare(
         photos, losses.split(","), out, model=model, weights=weights, regularize=not no_reg, schedule=schedule,
         observe=ObserveOptions(size=size), groups=chosen, mean_groups=mean_groups, batch_size=batch, device=device,

@@ -19,7 +19,9 @@ from fit3dmm.cli.common import (
     model_option,
     progress_bar,
     schedule_options,
+    seg_format_option,
     size_option,
+    use_threads,
 )
 
 
@@ -90,8 +92,7 @@ class _BatchBar:
 @click.option("--overlay/--no-overlay", default=True, show_default=True, help="Write the overlay PNG.")
 @click.option("--seg", "seg", type=click.Path(path_type=Path), default=None,
               help="A label map for the photo from another face parser (one photo only).")
-@click.option("--seg-format", type=click.Choice(["celebamask", "lapa", "helen", "fasseg"]), default=None,
-              help="Convention of --seg.")
+@seg_format_option
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1, 1024),
               help="Faces fitted at once (for a GPU; on CPU the fit is compute-bound and a batch runs until "
                    "its slowest face is done, so 1 is fastest there: see benchmarks/README.md).")
@@ -102,20 +103,26 @@ class _BatchBar:
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.pass_context
 def fit(ctx, images, out, losses, weights, model, rigid_iterations, lm_iterations, iterations, init, seed, size,
-        device, faces, min_face_size, detect_max_side, mesh_format, color, texture_size, space, npz, depth, parts,
-        overlay, seg, seg_format, batch_size, jobs, overwrite, recursive, quiet) -> None:
+        device, threads, faces, min_face_size, detect_max_side, mesh_format, color, texture_size, space, npz, depth,
+        parts, overlay, seg, seg_format, batch_size, jobs, overwrite, recursive, quiet) -> None:
     """Fit the face model to IMAGES (files, folders or glob patterns) and write a mesh, parameters (JSON) and
     an overlay PNG per face."""
+    from fit3dmm.observe.image import find_images
+
+    paths = find_images(list(images), recursive=recursive)  # a missing input fails before torch is loaded
     from fit3dmm import batch
     from fit3dmm.api import ObserveOptions, Pipeline, Schedule
     from fit3dmm.io.outputs import OutputOptions
 
+    use_threads(threads)
     outputs = OutputOptions(mesh_format=mesh_format or "obj", color=color, space=space, overlay=overlay, npz=npz,
                             depth=depth, parts=parts, texture_size=texture_size)
     options = batch.BatchOptions(batch_size=batch_size, jobs=jobs, overwrite=overwrite, outputs=outputs)
     observe = ObserveOptions(size=size, faces=faces, min_face_size=min_face_size, detect_max_side=detect_max_side)
-    request = batch.check_request(images, out, options, faces=faces, mesh_format=mesh_format, losses=losses,
-                                  weights=weights, seg=seg, seg_format=seg_format, recursive=recursive)
+    request = batch.check_request(paths, out, options, faces=faces, mesh_format=mesh_format, losses=losses,
+                                  weights=weights, seg=seg, seg_format=seg_format)
+    for note in request.notes:
+        click.echo(f"warning: {note}", err=True)
     pipeline = Pipeline.create(model=model, losses=losses, weights=weights, observe=observe, device=device,
                                schedule=Schedule(rigid_iterations=rigid_iterations, lm_iterations=lm_iterations,
                                                  iterations=iterations, seed=seed),

@@ -7,17 +7,19 @@ from pathlib import Path
 import click
 
 from fit3dmm import defaults
-from fit3dmm.models.store import MODEL_KINDS, install_model, list_models, search_path
 
 
 @click.group()
 def models() -> None:
-    """List and install face models (search path: $FIT3DMM_MODELS, then the user cache)."""
+    """List, install, annotate and pack face models (search path: $FIT3DMM_MODELS, the user cache, then the
+    model shipped in the package)."""
 
 
 @models.command("list")
 def list_command() -> None:
     """List the models found along the search path; '*' marks the one each name resolves to."""
+    from fit3dmm.models.store import list_models, search_path
+
     entries = list_models()
     if not entries:
         click.echo("no face models found in: " + ", ".join(str(p) for p in search_path()))
@@ -35,7 +37,7 @@ def list_command() -> None:
 
 
 @models.command("install")
-@click.argument("kind", type=click.Choice(MODEL_KINDS, case_sensitive=False))
+@click.argument("kind", type=click.Choice(defaults.MODEL_KINDS, case_sensitive=False))
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to install into (default: the user model folder, <cache>/models).")
@@ -47,6 +49,8 @@ def install_command(kind: str, source: Path, dest: Path | None, force: bool) -> 
     checkout (converted to that npz); bfm2009 wants the BFM 2009 files, 3ddfa_v3 the folder of
     face_model.npy.
     """
+    from fit3dmm.models.store import install_model
+
     path = install_model(kind, source, dest, overwrite=force)
     click.echo(f"installed {kind.lower()} into {path}")
 
@@ -73,3 +77,22 @@ def annotate_command(model: str, views: int, seed: int, figure: Path | None) -> 
     if figure is not None:
         write_png(figure, annotation_figure(face_model))
         click.echo(f"wrote {figure}")
+
+
+@models.command("pack")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--views", default=defaults.ANNOTATION_VIEWS, show_default=True, type=click.IntRange(1, 1000),
+              help="Number of random renders Algorithm 1 votes over.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random renders.")
+def pack_command(source: Path, dest: Path, views: int, seed: int) -> None:
+    """Write the compact ICT-FaceKit Light of SOURCE (a folder with ict_facekit_light.npz and its LICENSE)
+    into DEST with its Algorithm 1 assets: how the model shipped in fit3dmm/data/ict-facekit-light is made
+    (reproducible for a given --views/--seed)."""
+    from fit3dmm.annotate import AnnotationConfig
+    from fit3dmm.annotate.pack import pack_annotated_ict
+
+    with click.progressbar(length=views, label="rendering and segmenting") as bar:
+        pack_annotated_ict(source, dest, AnnotationConfig(views=views, seed=seed),
+                           progress=lambda done, total: bar.update(1))
+    click.echo(f"wrote {dest}")

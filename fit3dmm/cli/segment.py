@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from fit3dmm.cli.common import fail
-from fit3dmm.observe.labelmaps import FORMATS
+from fit3dmm.cli.common import fail, seg_format_option
 
 
 @click.command()
@@ -17,8 +16,10 @@ from fit3dmm.observe.labelmaps import FORMATS
 @click.option("--seg", "seg", type=click.Path(path_type=Path), default=None,
               help="A label map of the photo from another face parser, used instead of the built-in "
                    "segmenter.")
-@click.option("--seg-format", type=click.Choice(sorted(FORMATS)), default=None, help="Convention of --seg.")
-@click.option("--points", is_flag=True, help="Also draw the target point sets C_p on the overlay.")
+@seg_format_option
+@click.option("--points", is_flag=True,
+              help="Also write <stem>_points.png: the target point sets C_p as dots over the working crop, "
+                   "enlarged so that every point shows.")
 @click.option("--size", default=224, show_default=True, type=click.IntRange(64, 1024),
               help="Working crop size in pixels (where the point sets are computed).")
 def segment(image: Path, out: Path, seg: Path | None, seg_format: str | None, points: bool, size: int
@@ -28,18 +29,16 @@ def segment(image: Path, out: Path, seg: Path | None, seg_format: str | None, po
 
     from fit3dmm.api import ObserveOptions, default_detector
     from fit3dmm.io.atomic import atomic_files
-    from fit3dmm.observe.crop import apply_affine
     from fit3dmm.observe.image import load_image
     from fit3dmm.observe.labelmaps import load_label_map
     from fit3dmm.observe.observe import observe_photo
     from fit3dmm.observe.segment import (
         color_part_map,
-        draw_point_sets,
         overlay_part_map,
+        point_sets_view,
         segment_from_landmarks,
         segment_with_label_map,
     )
-    from fit3dmm.types.parts import PART_NAMES
 
     if (seg is None) != (seg_format is None):
         fail("--seg and --seg-format go together: give both or neither")
@@ -49,6 +48,9 @@ def segment(image: Path, out: Path, seg: Path | None, seg_format: str | None, po
         fail(f"{out}: the folder {out.parent} does not exist")
     photo = load_image(image)
     parts = load_label_map(seg, seg_format, photo.shape[:2]) if seg is not None else None
+    if parts is not None:
+        for note in parts.notes:
+            click.echo(f"warning: {note}", err=True)
     # the observe path of `fit`: same detection size, face-size rule, crop, segmentation and point sets
     detector = default_detector()
     try:
@@ -63,13 +65,10 @@ def segment(image: Path, out: Path, seg: Path | None, seg_format: str | None, po
         result = segment_with_label_map(parts, landmarks)
     colors = color_part_map(result.labels, result.hair)
     overlay = overlay_part_map(photo, colors, (result.labels >= 0) | result.hair)
-    if points:  # the point sets the fitting uses: computed in the crop, drawn in the photo
-        matrix = observation.crop_to_photo[0].double().cpu().numpy()
-        sets = {name: apply_affine(matrix, observation.points[name].item(0).double().cpu().numpy())
-                for p, name in enumerate(PART_NAMES) if observation.part_weights[0, p] > 0}
-        overlay = draw_point_sets(overlay, sets)
-    overlay_path = out.with_name(f"{out.stem}_overlay.png")
-    with atomic_files([out, overlay_path]) as temps:
-        for temp, picture in zip(temps, (colors, overlay), strict=True):
+    pictures = {out: colors, out.with_name(f"{out.stem}_overlay.png"): overlay}
+    if points:  # the point sets the fitting uses, where it computes them
+        pictures[out.with_name(f"{out.stem}_points.png")] = point_sets_view(photo, observation)
+    with atomic_files(list(pictures)) as temps:
+        for temp, picture in zip(temps, pictures.values(), strict=True):
             Image.fromarray(picture).save(temp, format="PNG")
-    click.echo(f"{image}: wrote {out} and {overlay_path}")
+    click.echo(f"{image}: wrote {', '.join(str(p) for p in pictures)}")

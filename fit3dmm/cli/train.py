@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from fit3dmm.cli.common import fail, loss_options, model_option
+from fit3dmm.cli.common import check_device_option, fail, loss_options, model_option
 
 
 @click.command()
@@ -38,7 +38,8 @@ from fit3dmm.cli.common import fail, loss_options, model_option
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--backbone-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A torchvision ResNet-50 checkpoint (e.g. resnet50-0676ba61.pth) to start the backbone from.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda (torchrun: one GPU per process).")
+@click.option("--device", default="auto", show_default=True, callback=check_device_option,
+              help="auto, cpu or cuda (torchrun: one GPU per process).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(images, val, out, losses, weights, model, targets, synthetic, supervise, size, batch_size, epochs, lr,
           num_identity, checkpoint_every, max_steps, resume, seed, backbone_weights, device, quiet) -> None:
@@ -95,7 +96,8 @@ def train(images, val, out, losses, weights, model, targets, synthetic, supervis
               help="A trained regressor (run/model.pt).")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--model", default=None, help="Face model (default: the one the regressor was trained for).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--device", default="auto", show_default=True, callback=check_device_option,
+              help="auto, cpu or cuda.")
 @click.option("--color", type=click.Choice(["vertex", "none"]), default="vertex", show_default=True,
               help="Mesh colours sampled from the photo, or none.")
 @click.option("--space", type=click.Choice(["photo", "camera"]), default="photo", show_default=True,

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 from fit3dmm.api import Pipeline
-from fit3dmm.defaults import STATUS_OK
+from fit3dmm.defaults import GEOMETRIC_LOSSES, STATUS_OK
 from fit3dmm.evaluate.targets import FitTarget
 from fit3dmm.fitting.problem import FitProblem
-from fit3dmm.losses.registry import GEOMETRIC_LOSSES, parse_losses
+from fit3dmm.losses.registry import parse_losses
 from fit3dmm.metrics.fit_metrics import PART_GROUPS, fit_part_iou, pad_masks, render_fit_labels
 from fit3dmm.types.observation import Observation
 

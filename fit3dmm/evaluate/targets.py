@@ -81,7 +81,7 @@ def prepare_targets(
         score: compute the masks a fit is scored against (the label map, else the built-in segmenter on the
             photo).
         detector: landmark backend (default the pipeline's, closed afterwards).
-        progress: called with one line per photo that fails.
+        progress: called with one line per photo that fails and per note on a label map (a resized map).
     Returns:
         (targets, failures): failures maps a photo's name to why it was skipped (no face, bad label map).
     """
@@ -97,6 +97,9 @@ def prepare_targets(
             try:
                 photo = item.image if isinstance(item.image, np.ndarray) else load_image(item.image)
                 parts = None if item.label is None else load_label_map(item.label, item.label_format, photo.shape[:2])
+                if parts is not None and progress is not None:
+                    for note in parts.notes:
+                        progress(f"{item.name}: {note}")
                 start = time.perf_counter()
                 labels = parts if fit_labels and segment else None
                 obs = pipeline.observe(photo, timed, name=item.name, labels=labels)[0]

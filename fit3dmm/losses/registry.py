@@ -18,7 +18,6 @@ LOSS_CLASSES: dict[str, str] = {
     "chamfer": "fit3dmm.losses.chamfer:ChamferLoss",
     "dcd": "fit3dmm.losses.dcd:DCDLoss",
 }
-GEOMETRIC_LOSSES = ("prdl", "softras", "icp", "icp_rev", "chamfer", "dcd")
 
 
 def loss_class(name: str) -> type[Loss]:

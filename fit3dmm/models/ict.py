@@ -1,4 +1,5 @@
-"""Loader for the ICT-FaceKit Light model (repacked ``ict_facekit_light.npz``; see its SOURCE.md).
+"""Loader for the ICT-FaceKit Light model (repacked ``ict_facekit_light.npz``, see its SOURCE.md, or the compact
+copy shipped in the package, :mod:`fit3dmm.models.compact`).
 
 Identity modes are unit-variance PCA displacements; the first 53 expressions are ARKit-named blendshapes
 whose weights live in [0, 1].  The face region (vertices 0..9408) plus the two eyeballs is used for
@@ -12,9 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from fit3dmm.models.compact import COMPACT_NPZ, read_compact_ict
 from fit3dmm.models.face_model import FaceModel, FaceModelAssets, file_checksum, quads_to_triangles
 
 ICT_NPZ = "ict_facekit_light.npz"
+ICT_FILES = (ICT_NPZ, COMPACT_NPZ)
+"""The ICT model files a folder may hold, in order of preference: float32 original, then the compact copy."""
 ICT_FACE_VERTICES = 9409  # vertices 0..9408 are the face region
 ICT_EYEBALLS = (21451, 24591)  # both eyeballs (sclera and iris), vertices 21451..24590
 # polygons from 24692 on are the lacrimal fluid, eye blend, eye occlusion and eyelash layers: thin shells
@@ -23,19 +27,27 @@ ICT_OPAQUE_POLYGONS = 24692
 ICT_NUM_ARKIT = 53  # the expressions the repository's own loader uses; 4 extras follow in the npz
 
 
+def ict_file(directory: str | Path) -> Path | None:
+    """The ICT model file in ``directory`` (first of :data:`ICT_FILES` present), or None."""
+    for name in ICT_FILES:
+        if (Path(directory) / name).is_file():
+            return Path(directory) / name
+    return None
+
+
 def load_ict(directory: str | Path, *, num_identity: int = 100, extra_expressions: bool = False) -> FaceModel:
-    """Load ICT-FaceKit Light from a folder holding ``ict_facekit_light.npz``.
+    """Load ICT-FaceKit Light from a folder holding ``ict_facekit_light.npz`` or its compact copy.
 
     Args:
         directory: folder with the npz (a model folder found by :mod:`fit3dmm.models.store`).
         num_identity: how many identity modes to keep (≤ 100).
         extra_expressions: also keep the 4 shapes the repository's loader ignores (pupils, cheek raisers).
     """
-    path = Path(directory) / ICT_NPZ
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no ICT-FaceKit npz here")
+    path = ict_file(directory)
+    if path is None:
+        raise FileNotFoundError(f"{Path(directory) / ICT_NPZ}: no ICT-FaceKit npz here")
     try:
-        data = np.load(path)
+        data = read_compact_ict(path) if path.name == COMPACT_NPZ else np.load(path)
         neutral = data["neutral"]
         identity = data["identity"][:num_identity]
         n_exp = len(data["expression_names"]) if extra_expressions else ICT_NUM_ARKIT

@@ -5,6 +5,8 @@ recognised by their content (:func:`detect_kind`).  A name is resolved by lookin
 
 1. each folder of the environment variable ``FIT3DMM_MODELS`` (``os.pathsep``-separated),
 2. the user model folder ``<cache>/models`` (where :func:`install_model` writes),
+3. the models shipped in the package (:func:`packaged_models_dir`: the compact ICT-FaceKit Light with its
+   assets, so that a fresh install fits without any download or data folder),
 
 each folder itself and its direct sub-folders (so ``FIT3DMM_MODELS=/work/shared/face-models`` finds
 ``ict-facekit-light/``).  ``<cache>`` (:func:`cache_root`) is ``$FIT3DMM_CACHE`` if set, else
@@ -12,7 +14,9 @@ each folder itself and its direct sub-folders (so ``FIT3DMM_MODELS=/work/shared/
 
 Assets (part labels, landmark correspondences and eye openings built by the paper's Algorithm 1) are cached per
 model data under ``<cache>/assets/<name>-<checksum[:12]>/annotations.npz`` and attached by
-:func:`load_model`.  Everything is read from the environment at call time; nothing is kept between calls.
+:func:`load_model`; a model folder may also carry its own ``annotations.npz`` (the shipped model does), used
+when the cache has none and only if it records the model's checksum.  Everything is read from the environment
+at call time; nothing is kept between calls.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from fit3dmm.defaults import DEFAULT_MODEL
+from fit3dmm.defaults import DEFAULT_MODEL, MODEL_KINDS
 from fit3dmm.io.atomic import atomic_write
 from fit3dmm.models.assets import Correspondence, FaceModelAssets, SurfaceSamples, check_part_labels
 from fit3dmm.models.bfm import (
@@ -38,16 +42,16 @@ from fit3dmm.models.bfm import (
     bfm2009_files,
     load_bfm2009,
 )
+from fit3dmm.models.compact import COMPACT_NPZ, write_compact_ict
 from fit3dmm.models.ddfa_v3 import DDFA_V3_FILE, load_ddfa_v3
 from fit3dmm.models.face_model import FaceModel, file_checksum
-from fit3dmm.models.ict import ICT_NPZ, load_ict
+from fit3dmm.models.ict import ICT_FILES, ICT_NPZ, ict_file, load_ict
 from fit3dmm.models.ict_obj import ICT_INDEX_JSON, check_ict_npz, convert_ict_checkout, find_facex_folder
 
-MODEL_KINDS: tuple[str, ...] = ("ict", "bfm2009", "3ddfa_v3")
 ASSETS_FILE = "annotations.npz"
 _LICENSE_NAMES = ("LICENSE", "LICENSE.txt", "LICENSE.md")
 _MODEL_FILE_NAMES: dict[str, tuple[str, ...]] = {
-    "ict": (ICT_NPZ,),
+    "ict": ICT_FILES,
     "bfm2009": BFM_RAW_FILES + BFM_CONVERTED_FILES,
     "3ddfa_v3": (DDFA_V3_FILE,),
 }
@@ -101,20 +105,26 @@ def models_dir() -> Path:
     return cache_root() / "models"
 
 
+def packaged_models_dir() -> Path:
+    """The models shipped inside the package (``fit3dmm/data``): the compact ICT-FaceKit Light."""
+    return Path(__file__).resolve().parents[1] / "data"
+
+
 def search_path() -> list[Path]:
-    """Folders searched for a model name, in order: ``$FIT3DMM_MODELS`` entries, then :func:`models_dir`."""
+    """Folders searched for a model name, in order: ``$FIT3DMM_MODELS`` entries, :func:`models_dir`, then
+    :func:`packaged_models_dir`."""
     env = os.environ.get("FIT3DMM_MODELS", "")
-    return [Path(p).expanduser() for p in env.split(os.pathsep) if p] + [models_dir()]
+    return [Path(p).expanduser() for p in env.split(os.pathsep) if p] + [models_dir(), packaged_models_dir()]
 
 
 def detect_kind(folder: str | Path) -> str | None:
     """The kind of model stored in ``folder`` (by content), or None.
 
-    ``ict_facekit_light.npz`` → ``"ict"``; ``01_MorphableModel.mat`` + ``Exp_Pca.bin``, or a converted
-    ``BFM_model_front.mat`` / ``BFM09_model_info.mat`` → ``"bfm2009"``; ``face_model.npy`` → ``"3ddfa_v3"``.
+    ``ict_facekit_light.npz`` or its compact copy → ``"ict"``; ``01_MorphableModel.mat`` + ``Exp_Pca.bin``, or a
+    converted ``BFM_model_front.mat`` / ``BFM09_model_info.mat`` → ``"bfm2009"``; ``face_model.npy`` → ``"3ddfa_v3"``.
     """
     folder = Path(folder)
-    if (folder / ICT_NPZ).is_file():
+    if ict_file(folder) is not None:
         return "ict"
     if all((folder / n).is_file() for n in ("01_MorphableModel.mat", "Exp_Pca.bin")) or any(
         (folder / n).is_file() for n in BFM_CONVERTED_FILES
@@ -173,7 +183,8 @@ def find_model(name_or_path: str | Path | None = DEFAULT_MODEL) -> ModelLocation
                 return loc
     where = ", ".join(str(r) for r in roots)
     raise ModelNotFoundError(
-        f"model '{kind}' not found in {where} (folders of $FIT3DMM_MODELS, then the user model folder); "
+        f"model '{kind}' not found in {where} (folders of $FIT3DMM_MODELS, the user model folder, "
+        f"the package's own); "
         f"install it with: {_install_hint(kind)}"
     )
 
@@ -205,7 +216,7 @@ def model_files(kind: str, folder: str | Path) -> list[Path]:
     """The data files the loader of ``kind`` reads from ``folder``."""
     folder = Path(folder)
     if kind == "ict":
-        return [folder / ICT_NPZ]
+        return [ict_file(folder) or folder / ICT_NPZ]
     if kind == "3ddfa_v3":
         return [folder / DDFA_V3_FILE]
     if kind == "bfm2009":
@@ -241,7 +252,7 @@ def load_model(
     """
     kind, folder = find_model(name_or_path)
     model = _load_kind(kind, folder)
-    cached = load_assets(model)
+    cached = load_assets(model, folder)
     if cached is not None:
         own = model.assets
         labels = own.part_labels if own.part_labels is not None else cached.part_labels
@@ -285,23 +296,41 @@ def _read_assets(path: Path, num_vertices: int) -> FaceModelAssets:
     return FaceModelAssets(labels, landmarks, openings, source={str(k): str(v) for k, v in source.items()})
 
 
-def load_assets(model: FaceModel) -> FaceModelAssets | None:
-    """The cached assets of ``model`` (None when there are none); ValueError if the file does not fit it."""
-    path = assets_dir(model) / ASSETS_FILE
-    if not path.is_file():
+def _asset_file(name: str, checksum: str, folder: Path | None) -> Path | None:
+    """The assets file that applies to a model: its cache entry, else ``folder/annotations.npz`` when that
+    records the same model checksum; None when neither."""
+    cached = _assets_dir(name, checksum) / ASSETS_FILE
+    if cached.is_file():
+        return cached
+    own = None if folder is None else Path(folder) / ASSETS_FILE
+    if own is None or not own.is_file():
         return None
-    return _read_assets(path, model.num_vertices)
+    try:
+        with np.load(own, allow_pickle=False) as data:
+            source = json.loads(str(data["source"])) if "source" in data.files else {}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{own}: unreadable asset file ({exc})") from exc
+    return own if isinstance(source, dict) and source.get("model_checksum") == checksum else None
 
 
-def save_assets(model: FaceModel, assets: FaceModelAssets) -> Path:
-    """Validate and write ``assets`` for ``model`` atomically; returns the file written.
+def load_assets(model: FaceModel, folder: str | Path | None = None) -> FaceModelAssets | None:
+    """The assets of ``model``: cached ones, else those shipped in its model ``folder`` (only when they record
+    ``model.checksum``); None when there are none; ValueError if the file does not fit the model."""
+    path = _asset_file(model.name, model.checksum, None if folder is None else Path(folder))
+    return None if path is None else _read_assets(path, model.num_vertices)
+
+
+def save_assets(model: FaceModel, assets: FaceModelAssets, folder: str | Path | None = None) -> Path:
+    """Validate and write ``assets`` for ``model`` atomically, into the cache or, given ``folder``, into that
+    model folder (how the shipped model carries its own); returns the file written.
 
     Keys: ``part_labels`` (V,) int64; ``landmark_vertices``, ``landmark_weights``, ``landmark_sigma``,
     ``landmark_sigma_hidden``, ``landmark_triangle`` (:class:`~fit3dmm.models.assets.Correspondence`);
     ``<eye>_triangles``, ``<eye>_bary`` per eye opening; each only when present; and ``source``, a JSON object
-    as a string.
+    as a string, which records ``model_checksum``.
     """
-    arrays: dict[str, np.ndarray] = {"source": np.asarray(json.dumps(assets.source, sort_keys=True))}
+    source = {**assets.source, "model_checksum": model.checksum}
+    arrays: dict[str, np.ndarray] = {"source": np.asarray(json.dumps(source, sort_keys=True))}
     if assets.part_labels is not None:
         arrays["part_labels"] = check_part_labels(assets.part_labels, model.num_vertices)
     if assets.landmarks is not None:
@@ -309,7 +338,7 @@ def save_assets(model: FaceModel, assets: FaceModelAssets) -> Path:
     for name, samples in assets.eye_openings.items():
         arrays[f"{name}_triangles"] = samples.triangles
         arrays[f"{name}_bary"] = samples.bary
-    path = assets_dir(model) / ASSETS_FILE
+    path = (assets_dir(model) if folder is None else Path(folder)) / ASSETS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as out:
         np.savez(out, **arrays)
@@ -334,8 +363,8 @@ def list_models() -> list[ModelEntry]:
             try:
                 entry.size = sum(f.stat().st_size for f in model_files(kind, folder))
                 entry.checksum = model_checksum(kind, folder)
-                cached = _assets_dir(kind, entry.checksum) / ASSETS_FILE
-                keys = _npz_keys(cached) if cached.is_file() else set()
+                assets = _asset_file(kind, entry.checksum, folder)
+                keys = set() if assets is None else _npz_keys(assets)
             except (OSError, ValueError) as exc:
                 entry.error = str(exc)
             else:
@@ -377,6 +406,28 @@ def _stage_ict(source: Path, stage: Path) -> None:
     else:
         convert_ict_checkout(find_facex_folder(source), stage)
     shutil.copy2(licence, stage / "LICENSE")
+
+
+def pack_ict(source: str | Path, dest: str | Path) -> Path:
+    """Write the compact ICT-FaceKit Light (:mod:`fit3dmm.models.compact`) of the float32 model folder
+    ``source`` into ``dest``, with its licence notice and SOURCE.md: the model shipped in the package.
+
+    Returns ``dest``.  The Algorithm 1 assets are added by ``fit3dmm models pack`` (they need the annotator).
+    """
+    source, dest = Path(source).expanduser(), Path(dest).expanduser()
+    if source.is_file():
+        source = source.parent
+    if not (source / ICT_NPZ).is_file():
+        raise FileNotFoundError(f"{source / ICT_NPZ}: no float32 ICT-FaceKit Light npz to pack")
+    licence = _license(source)
+    if licence is None:
+        raise FileNotFoundError(f"{source}: no LICENSE file; the MIT licence notice must travel with the model")
+    check_ict_npz(source / ICT_NPZ)
+    write_compact_ict(source / ICT_NPZ, dest / COMPACT_NPZ)
+    shutil.copyfile(licence, dest / "LICENSE")
+    if (source / "SOURCE.md").is_file():
+        shutil.copyfile(source / "SOURCE.md", dest / "SOURCE.md")
+    return dest
 
 
 def _stage_copy(kind: str, source: Path, stage: Path) -> None:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from fit3dmm.observe.cleanup import brow_tangent_line, clean_part_masks, remove_above_line
+from fit3dmm.observe.crop import crop_matrix, warp_to_crop
 from fit3dmm.observe.labelmaps import LabelMapParts, warp_parts
 from fit3dmm.observe.points import DEFAULT_COUNTS, mask_point_sets
 from fit3dmm.types.observation import Observation
@@ -73,6 +74,10 @@ PART_LOOPS: dict[str, tuple[int, ...]] = {
 # on the 20 FASSEG training photos (skin IoU: 3 hurts, 4-6 help about equally, 8 helps less)
 HAIR_THRESHOLD = 5.0
 MIN_LANDMARKS = 468  # the loops use the 468 mesh points; the 10 iris points of refine_landmarks are unused
+# enlargement of the crop in point-set views: neighbouring pixels' dots 8 px apart (224 px → 1792 px); larger
+# crops are enlarged less, to at most POINTS_MAX_SIDE px, but never below 4 (where the dots still part)
+POINTS_SCALE = 8
+POINTS_MAX_SIDE = 2048
 
 
 @dataclass
@@ -394,17 +399,70 @@ def overlay_part_map(image: np.ndarray, colors: np.ndarray, known: np.ndarray, a
     return out
 
 
-def draw_point_sets(image: np.ndarray, points: dict[str, np.ndarray], radius: int = 1) -> np.ndarray:
-    """Draw per-part (N, 2) x, y points as filled dots in the part's colour (darkened, to stand out from
-    the part's own colour in the overlay) on a copy of an (H, W, 3) uint8 RGB image."""
-    out = np.ascontiguousarray(image.copy())
+def draw_point_sets(
+    image: np.ndarray,
+    labels: np.ndarray,
+    hair: np.ndarray | None,
+    points: Mapping[str, np.ndarray],
+    scale: int = POINTS_SCALE,
+    alpha: float = 0.35,
+) -> np.ndarray:
+    """Part point sets as dots over an image of their frame enlarged ``scale`` times, so that every point
+    shows: (h·scale, w·scale, 3) uint8 RGB.
+
+    Each part is tinted with its colour at ``alpha`` (:func:`overlay_part_map`; the image shows through),
+    then each point becomes a dot of the part's colour ringed in black or white, whichever contrasts more
+    with that colour.  Dots are sized to the enlargement (outline radius 0.3 · scale, fill one pixel less) so
+    that the dots of neighbouring pixels (the dense sets keep every mask pixel) leave the image between them.
+
+    Args:
+        image: (h·scale, w·scale, 3) uint8 RGB; frame pixel (r, c) covers the scale × scale block at
+            (r·scale, c·scale).
+        labels: (h, w) part labels (−1 none), :func:`labels_from_masks`, in the points' frame.
+        hair: optional (h, w) bool hair mask, tinted in ``HAIR_COLOR`` where no part is.
+        points: part name → (N, 2) x, y points in the frame's pixels.
+    """
+    labels = np.asarray(labels)
+    h, w = labels.shape
+    if image.shape != (h * scale, w * scale, 3) or image.dtype != np.uint8:
+        raise ValueError(f"image must be ({h * scale}, {w * scale}, 3) uint8 for {h}×{w} labels enlarged "
+                         f"{scale}×, got {image.shape} {image.dtype}")
+    colors = color_part_map(labels, hair).repeat(scale, 0).repeat(scale, 1)
+    known = labels >= 0 if hair is None else (labels >= 0) | np.asarray(hair, bool)
+    out = np.ascontiguousarray(overlay_part_map(image, colors, known.repeat(scale, 0).repeat(scale, 1), alpha))
+    outline_radius = max(1, round(0.3 * scale))
+    fill_radius = outline_radius - 1
     for name, pts in points.items():
         if name not in PART_INDEX:
             raise ValueError(f"unknown part {name!r}; parts are {PART_NAMES}")
-        color = tuple(int(0.6 * c) for c in PART_COLORS[PART_INDEX[name]])
-        for x, y in np.rint(np.asarray(pts, np.float64)).astype(int):
-            cv2.circle(out, (int(x), int(y)), radius, color, thickness=-1, lineType=cv2.LINE_8)
+        color = PART_COLORS[PART_INDEX[name]]
+        ring = (0, 0, 0) if 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2] >= 128 else (255, 255, 255)
+        centres = np.rint((np.asarray(pts, np.float64).reshape(-1, 2) + 0.5) * scale - 0.5).astype(int)
+        for x, y in centres:
+            cv2.circle(out, (int(x), int(y)), outline_radius, ring, thickness=-1, lineType=cv2.LINE_8)
+            cv2.circle(out, (int(x), int(y)), fill_radius, color, thickness=-1, lineType=cv2.LINE_8)
     return out
+
+
+def point_sets_view(photo: np.ndarray, observation: Observation, index: int = 0, scale: int | None = None
+                    ) -> np.ndarray:
+    """The target point sets C_p of face ``index`` (parts of weight > 0) over the photo, drawn by
+    :func:`draw_point_sets` in the working crop where they are computed, enlarged ``scale`` times (the photo
+    is resampled at that resolution; None: :data:`POINTS_SCALE`, less for crops that would exceed
+    :data:`POINTS_MAX_SIDE`, at least 4)."""
+    if observation.masks is None or not observation.points:
+        raise ValueError("the observation has no part masks and point sets (observe with segment=True)")
+    size = observation.size
+    scale = scale or max(4, min(POINTS_SCALE, POINTS_MAX_SIDE // size))
+    to_photo = observation.crop_to_photo[index].detach().double().cpu().numpy() @ crop_matrix(0.0, 0.0, size,
+                                                                                              size * scale)
+    view = warp_to_crop(photo, to_photo, size * scale)
+    labels = labels_from_masks(observation.masks[index].cpu().numpy())
+    hair = None if observation.hair is None else observation.hair[index].cpu().numpy()
+    weights = observation.part_weights[index].cpu().numpy()
+    points = {name: observation.points[name].item(index).detach().double().cpu().numpy()
+              for p, name in enumerate(PART_NAMES) if weights[p] > 0}
+    return draw_point_sets(view, labels, hair, points, scale)
 
 
 def _check_size(size: tuple[int, int]) -> tuple[int, int]:
