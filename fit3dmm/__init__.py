@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 # public name → the module that defines it (the README's "Python API" lists these)
 _EXPORTS = {
     "fit": "fit3dmm.api",
-    "observe": "fit3dmm.api",
+    "observe_faces": "fit3dmm.api",
     "landmark_error": "fit3dmm.api",
     "load_model": "fit3dmm.api",
     "Pipeline": "fit3dmm.api",

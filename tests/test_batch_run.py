@@ -428,11 +428,11 @@ def test_random_bytes_are_reported_never_raised(tmp_path_factory, tiny_model, bl
 
 def test_select_is_the_batch_item(tiny_model):
     detector = FakeDetector()
-    from fit3dmm.api import observe
+    from fit3dmm.api import observe_faces
     from fit3dmm.types.observation import Observation
 
     photos = [np.zeros((120, 160, 3), np.uint8), np.zeros((100, 200, 3), np.uint8)]
-    obs = Observation.stack([observe(p, detector=detector)[0] for p in photos])
+    obs = Observation.stack([observe_faces(p, detector=detector)[0] for p in photos])
     result = fit_observation(tiny_model, obs, WEIGHTS, SCHEDULE)
     one = result.select(1)
     assert one.batch_size == 1 and one.observation.names == [obs.names[1]]
@@ -447,9 +447,9 @@ def test_depth_and_part_maps_match_a_full_frame_render(tmp_path, tiny_model):
     labels = np.array([0, 1, 2, 3, 6])
     tiny_model.assets = FaceModelAssets(part_labels=labels)
     photo = np.full((120, 160, 3), 90, np.uint8)
-    from fit3dmm.api import observe
+    from fit3dmm.api import observe_faces
 
-    result = fit_observation(tiny_model, observe(photo, detector=FakeDetector())[0], WEIGHTS, SCHEDULE)
+    result = fit_observation(tiny_model, observe_faces(photo, detector=FakeDetector())[0], WEIGHTS, SCHEDULE)
     paths = OutputPaths.for_target(tmp_path, depth=True, parts=True)
     save_outputs(result, 0, photo, paths, color="none", extras=MeshExtras.from_model(tiny_model))
     pix = result.vertices_photo.double()

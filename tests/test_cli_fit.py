@@ -369,3 +369,14 @@ def test_a_killed_run_leaves_only_complete_folders_and_resumes(env, tmp_path, sh
     assert sorted(Path(r["input"]).stem for r in rows if r["resumed"] == "1") == sorted(done)
     assert len(rows) == 5 and all(r["status"] == "ok" for r in rows)
     assert [p.name for p in out.iterdir() if p.name.startswith(".fit3dmm-")] == []
+
+
+def test_the_python_api_warns_about_a_resized_label_map(env, tmp_path, shared_dir):
+    import fit3dmm
+
+    photo = shared_dir / "datasets" / "fasseg-frontal" / "images" / "test_10.png"
+    label = tmp_path / "big.png"
+    raw = np.asarray(Image.open(shared_dir / "datasets" / "fasseg-frontal" / "labels" / "test_10.png"))
+    Image.fromarray(raw.repeat(2, 0).repeat(2, 1)).save(label)
+    with pytest.warns(UserWarning, match="resized from 740×1024 px to the photo's 370×512 px"):
+        assert len(fit3dmm.observe_faces(photo, seg=label, seg_format="fasseg")) == 1

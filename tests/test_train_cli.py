@@ -37,10 +37,10 @@ def test_train_then_predict_writes_the_networks_reconstruction(ict_model, shared
     assert (out / "test_1" / "face.obj").stat().st_size > 0 and (out / "test_1" / "face_overlay.png").is_file()
     assert len(params["coefficients"]["identity"]) == 10 and params["status"] == "ok"
     # the written coefficients are the network's output on the photo's crop
-    from fit3dmm.api import ObserveOptions, observe
+    from fit3dmm.api import ObserveOptions, observe_faces
     from fit3dmm.models.regressor import predict_init
 
-    init = predict_init(run / "model.pt", observe(photo, options=ObserveOptions(size=64))[0])
+    init = predict_init(run / "model.pt", observe_faces(photo, options=ObserveOptions(size=64))[0])
     assert torch.allclose(torch.tensor(params["coefficients"]["expression"]), init["expression"][0], atol=1e-5)
     assert torch.allclose(torch.tensor(params["pose"]["translation_cm"]), init["translation"][0], atol=1e-4)
 

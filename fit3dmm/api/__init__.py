@@ -3,7 +3,7 @@
 The command line calls exactly these functions and the :class:`Pipeline` behind them.
 """
 
-from fit3dmm.api.functions import fit, landmark_error, observe
+from fit3dmm.api.functions import fit, landmark_error, observe_faces
 from fit3dmm.api.pipeline import (
     FaceFit,
     Pipeline,
@@ -28,6 +28,6 @@ __all__ = [
     "landmark_error",
     "load_model",
     "needs_parts",
-    "observe",
+    "observe_faces",
     "resolve_device",
 ]

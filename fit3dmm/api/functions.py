@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -18,7 +19,7 @@ from fit3dmm.fitting.schedule import Schedule
 from fit3dmm.models.face_model import FaceModel
 from fit3dmm.observe.detect import LandmarkDetector
 from fit3dmm.observe.image import load_image
-from fit3dmm.observe.labelmaps import load_label_map
+from fit3dmm.observe.labelmaps import LabelMapParts, load_label_map
 from fit3dmm.observe.observe import ObserveOptions, observe_photo
 from fit3dmm.types.observation import Observation
 from fit3dmm.types.result import FitResult
@@ -26,7 +27,17 @@ from fit3dmm.types.result import FitResult
 Image = str | Path | np.ndarray
 
 
-def observe(
+def _label_map(seg: str | Path | None, seg_format: str | None, photo: np.ndarray) -> LabelMapParts | None:
+    """The imported label map of ``photo`` (None without one); its notes (a resized map) become warnings."""
+    if seg is None:
+        return None
+    labels = load_label_map(seg, seg_format, photo.shape[:2])
+    for note in labels.notes:
+        warnings.warn(note, stacklevel=3)
+    return labels
+
+
+def observe_faces(
     image: Image,
     *,
     options: ObserveOptions | None = None,
@@ -51,7 +62,7 @@ def observe(
         raise ValueError("--seg and --seg-format go together")
     label = name or (str(image) if not isinstance(image, np.ndarray) else "image")
     photo = image if isinstance(image, np.ndarray) else load_image(image)
-    labels = None if seg is None else load_label_map(seg, seg_format, photo.shape[:2])
+    labels = _label_map(seg, seg_format, photo)
     with ExitStack() as stack:
         if detector is None:
             detector = default_detector()
@@ -110,7 +121,7 @@ def fit(
         for item in items:
             photo = item if isinstance(item, np.ndarray) else load_image(item)
             name = "image" if isinstance(item, np.ndarray) else str(item)
-            labels = None if seg is None else load_label_map(seg, seg_format, photo.shape[:2])
+            labels = _label_map(seg, seg_format, photo)
             observations.append(pipeline.observe(photo, detector, name=name, labels=labels)[0])
     return pipeline.fit(Observation.stack(observations), progress)
 
