@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,30 +21,16 @@ from fit3dmm.io.tables import read_csv
 from fit3dmm.losses.registry import loss_class
 from fit3dmm.metrics.fit_metrics import FASSEG_GROUPS
 from fit3dmm.models.face_model import FaceModel
+from fit3dmm.models.store import packaged_models_dir
 
-ICT_SUBDIR = Path("face-models") / "ict-facekit-light"
+SHIPPED_ICT = packaged_models_dir() / "ict-facekit-light"
 FASSEG_SUBDIR = Path("datasets") / "fasseg-frontal"
 
 
 @pytest.fixture(scope="module")
-def quick_model(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaceModel]:
-    """ICT annotated by Algorithm 1 from 4 small renders (seconds instead of minutes; rough labels), cached in
-    a private FIT3DMM_CACHE so that the CLI finds them and no other test sees them."""
-    from fit3dmm.annotate import AnnotationConfig, annotate_model, landmark_part_labels
-    from fit3dmm.models.store import load_model, save_assets
-    from fit3dmm.observe.detect import MediaPipeDetector
-
-    folder = shared_dir / ICT_SUBDIR
-    if not (shared_dir / FASSEG_SUBDIR / "index.csv").is_file() or not folder.is_dir():
-        pytest.skip("FASSEG or ICT-FaceKit Light missing from the shared folder")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FIT3DMM_CACHE", str(tmp_path_factory.mktemp("compare-cache")))
-        model = load_model(str(folder))
-        with MediaPipeDetector(max_faces=1) as detector:
-            assets = annotate_model(model, detector, landmark_part_labels, AnnotationConfig(views=4, size=256))
-        model.assets = assets
-        save_assets(model, assets)
-        yield model
+def quick_model(annotated_ict: FaceModel) -> FaceModel:
+    """The shipped ICT-FaceKit Light with its shipped Algorithm 1 assets (nothing to build)."""
+    return annotated_ict
 
 
 def test_compare_two_losses_on_one_fasseg_photo(quick_model: FaceModel, shared_dir: Path, tmp_path: Path):
@@ -108,13 +93,10 @@ def test_loss_alone_configs_refuse_what_is_not_a_geometric_loss():
 
 def test_cli_compare_writes_tables(quick_model: FaceModel, shared_dir: Path, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch):
-    from fit3dmm.models.store import assets_dir
-
-    monkeypatch.setenv("FIT3DMM_CACHE", str(assets_dir(quick_model).parents[1]))
     root = shared_dir / FASSEG_SUBDIR
     args = ["compare", str(root / "images" / "test_2.png"), "--seg", str(root / "labels" / "test_2.png"),
             "--seg-format", "fasseg", "--losses", "icp_rev,icp", "--iterations", "2", "--rigid-iterations", "5",
-            "--model", str(shared_dir / ICT_SUBDIR), "--device", "cpu", "--out", str(tmp_path), "--quiet"]
+            "--model", str(SHIPPED_ICT), "--device", "cpu", "--out", str(tmp_path), "--quiet"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert [r["config"] for r in read_csv(tmp_path / "table.csv")] == ["icp_rev", "icp"]
@@ -124,13 +106,10 @@ def test_cli_compare_writes_tables(quick_model: FaceModel, shared_dir: Path, tmp
 
 
 def test_cli_compare_without_photos_runs_on_the_examples_into_compare_out(
-        quick_model: FaceModel, shared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from fit3dmm.models.store import assets_dir
-
-    monkeypatch.setenv("FIT3DMM_CACHE", str(assets_dir(quick_model).parents[1]))
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     args = ["compare", "--losses", "icp", "--iterations", "2", "--rigid-iterations", "5", "--lm-iterations", "5",
-            "--model", str(shared_dir / ICT_SUBDIR), "--device", "cpu"]
+            "--model", str(SHIPPED_ICT), "--device", "cpu"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     examples = Path(__file__).resolve().parents[1] / "examples"

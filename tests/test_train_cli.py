@@ -10,13 +10,12 @@ import torch
 from click.testing import CliRunner
 
 from fit3dmm.cli import main
+from fit3dmm.models.store import packaged_models_dir
 
 
-def test_train_then_predict_writes_the_networks_reconstruction(ict_model, shared_dir: Path, tmp_path: Path):
-    photo = shared_dir / "datasets" / "fasseg-frontal" / "images" / "test_1.png"
-    if not photo.is_file():
-        pytest.skip(f"{photo} not found")
-    ict = str(shared_dir / "face-models" / "ict-facekit-light")
+def test_train_then_predict_writes_the_networks_reconstruction(ict_model, tmp_path: Path):
+    photo = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+    ict = str(packaged_models_dir() / "ict-facekit-light")
     runner = CliRunner()
     run = tmp_path / "run"
     args = ["train", "--synthetic", "2", "--size", "64", "--batch-size", "2", "--epochs", "1", "--loss", "lmk,reg",
@@ -33,8 +32,8 @@ def test_train_then_predict_writes_the_networks_reconstruction(ict_model, shared
     predicted = runner.invoke(main, ["predict", str(photo), "--regressor", str(run / "model.pt"), "--out", str(out),
                                      "--model", ict, "--device", "cpu"])
     assert predicted.exit_code == 0, predicted.output
-    params = json.loads((out / "test_1" / "face.json").read_text())
-    assert (out / "test_1" / "face.obj").stat().st_size > 0 and (out / "test_1" / "face_overlay.png").is_file()
+    params = json.loads((out / "astronaut" / "face.json").read_text())
+    assert (out / "astronaut" / "face.obj").stat().st_size > 0 and (out / "astronaut" / "face_overlay.png").is_file()
     assert len(params["coefficients"]["identity"]) == 10 and params["status"] == "ok"
     # the written coefficients are the network's output on the photo's crop
     from fit3dmm.api import ObserveOptions, observe_faces
@@ -51,7 +50,7 @@ def test_train_then_predict_writes_the_networks_reconstruction(ict_model, shared
                                   "--rigid-iterations", "0", "--lm-iterations", "0", "--device", "cpu", "--quiet",
                                   "--no-overlay"])
     assert fitted.exit_code == 0, fitted.output
-    started = json.loads((fitted_dir / "test_1" / "face.json").read_text())
+    started = json.loads((fitted_dir / "astronaut" / "face.json").read_text())
     assert started["coefficients"]["expression"] == pytest.approx(params["coefficients"]["expression"], abs=1e-5)
     assert started["pose"]["translation_cm"] == pytest.approx(params["pose"]["translation_cm"], abs=1e-4)
     # ...and the usual start is somewhere else
@@ -60,7 +59,7 @@ def test_train_then_predict_writes_the_networks_reconstruction(ict_model, shared
                                  "--lm-iterations", "0",
                                  "--device", "cpu", "--quiet", "--no-overlay"])
     assert plain.exit_code == 0, plain.output
-    usual = json.loads((tmp_path / "plain" / "test_1" / "face.json").read_text())
+    usual = json.loads((tmp_path / "plain" / "astronaut" / "face.json").read_text())
     assert usual["pose"]["translation_cm"] != pytest.approx(started["pose"]["translation_cm"], abs=1e-2)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a network")
