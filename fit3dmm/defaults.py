@@ -8,6 +8,9 @@ import re
 DEFAULT_MODEL = "ict"
 MODEL_KINDS: tuple[str, ...] = ("ict", "bfm2009", "3ddfa_v3")
 """The face model kinds fit3dmm loads (:mod:`fit3dmm.models.store`)."""
+TRACK_LOSSES = "lmk,reg"
+"""The losses of ``fit3dmm track`` by default (landmarks and prior each frame; ``--loss prdl,lmk,reg`` adds a
+few PRDL steps per frame)."""
 DEFAULT_LOSSES = "prdl,lmk,reg"
 """The paper's loss set without the perceptual term (face-recognition weights cannot be shipped); the
 photometric term joins for models with an albedo."""

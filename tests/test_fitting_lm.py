@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fit3dmm.fitting.landmarks import LandmarkBasis, LandmarkSupport
-from fit3dmm.fitting.lm import LandmarkLeastSquares, LandmarkPrior, PoseShape
+from fit3dmm.fitting.lm import LandmarkLeastSquares, LandmarkPrior, PoseShape, TemporalPrior
 from fit3dmm.fitting.objective import Objective
 from fit3dmm.fitting.prediction import PredictionBuilder
 from fit3dmm.fitting.refine import CoefficientView
@@ -60,6 +60,32 @@ def test_jacobian_matches_autograd(model_name, request):
                                                 torch.zeros(1 - b, n).double()]))[b],
             torch.zeros(n, dtype=torch.float64))
         torch.testing.assert_close(ls.jacobian(state)[b], auto, rtol=1e-6, atol=1e-6)
+
+
+def test_temporal_prior_residuals_and_jacobian(tiny_model):
+    """The pull towards a previous frame: residuals by hand; Jacobian against autograd at the previous
+    rotation (where d log/dδ = I is exact); an inactive face is not pulled."""
+    model = tiny_model.region()
+    state = random_state(model, 2)
+    previous = random_state(model, 2, seed=5)
+    previous = PoseShape(state.rotation.clone(), previous.translation, previous.identity, previous.expression)
+    targets = torch.rand(2, LandmarkSupport.of(model).num_landmarks, 2).double() * 100 + 60
+    ls = problem_for(model, targets)
+    plain = ls.residuals(state)
+    ls.temporal = TemporalPrior(previous.expression, previous.translation, previous.rotation,
+                                torch.tensor([True, False]), 4.0, 9.0, 16.0)
+    r = ls.residuals(state)
+    e = state.expression.shape[1]
+    torch.testing.assert_close(r[:, : plain.shape[1]], plain)
+    torch.testing.assert_close(r[0, -(e + 6):-6], 2.0 * (state.expression[0] - previous.expression[0]))
+    torch.testing.assert_close(r[0, -6:-3], 3.0 * (state.translation[0] - previous.translation[0]))
+    torch.testing.assert_close(r[0, -3:], torch.zeros(3, dtype=torch.float64), atol=1e-7, rtol=0)
+    assert (r[1, -(e + 6):] == 0).all()
+    n = 6 + model.num_identity + model.num_expression
+    auto = torch.autograd.functional.jacobian(
+        lambda x: ls.residuals(ls.apply(state, torch.stack([x, torch.zeros_like(x)])))[0],
+        torch.zeros(n, dtype=torch.float64))
+    torch.testing.assert_close(ls.jacobian(state)[0], auto, rtol=1e-6, atol=1e-6)
 
 
 def test_cost_is_the_objectives_landmark_and_prior_terms(annotated_ict):

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("fit3dmm.cli.models:models", "List, install, annotate and pack face models."),
     "predict": ("fit3dmm.cli.train:predict", "Reconstruct photos with a trained regressor alone (no fitting)."),
     "segment": ("fit3dmm.cli.segment:segment", "Part segmentation of a photo, colour-coded, with an overlay."),
+    "track": ("fit3dmm.cli.track:track", "Track a face through a video: ARKit weights, pose, animation files."),
     "train": ("fit3dmm.cli.train:train", "Train a ResNet-50 regressor that amortises the fit."),
 }
 """Command name → (``module:attribute`` of its click command, the line ``fit3dmm --help`` shows for it)."""

@@ -13,6 +13,12 @@ solves the damped normal equations ``(JᵀJ + μ·diag(JᵀJ)) Δ = −Jᵀr`` f
 face's step only if its cost went down (else its μ grows tenfold).  Bounded expressions (ICT's ARKit weights
 in [0, 1]) are handled by an active set: a weight at a bound whose gradient pushes outward is held there,
 and steps are clipped into the box.  Milliseconds per iteration on a CPU.
+
+Tracking adds a :class:`TemporalPrior` that pulls each frame towards the previous one::
+
+    C_t = w_ψ,t Σ_e (ψ_e − ψ⁰_e)²  +  w_t ‖t − t⁰‖²  +  w_R ‖log(R R⁰ᵀ)‖²
+
+(its Jacobian takes d log(exp([δ]×) R R⁰ᵀ)/dδ ≈ I, exact at R = R⁰ and a Gauss–Newton approximation near it).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import torch
 from torch import Tensor
 
 from fit3dmm.fitting.landmarks import LandmarkBasis, triangle_normals
-from fit3dmm.render.camera import PerspectiveCamera, axis_angle_to_matrix
+from fit3dmm.render.camera import PerspectiveCamera, axis_angle_to_matrix, matrix_to_axis_angle
 
 
 @dataclass
@@ -50,6 +56,24 @@ class PoseShape:
 
 
 @dataclass(frozen=True)
+class TemporalPrior:
+    """The previous frame's state and how strongly each frame is pulled towards it (tracking).
+
+    ``expression`` (B, E), ``translation`` (B, 3) cm and ``rotation`` (B, 3, 3) of the previous frame (in this
+    frame's camera); weights per unit of expression weight, per cm and per radian.  A face whose row of
+    ``active`` (B,) is False is not pulled (a first frame, or the first after a gap).
+    """
+
+    expression: Tensor
+    translation: Tensor
+    rotation: Tensor
+    active: Tensor
+    expression_weight: float
+    translation_weight: float
+    rotation_weight: float
+
+
+@dataclass(frozen=True)
 class LandmarkPrior:
     """Weights of the least-squares objective: ``landmarks`` (λ_lmk), ``prior`` (λ_reg), and the prior's
     per-coefficient scales: identity (K,) and expression (E,) standard deviations, ``expression_weight``
@@ -73,10 +97,12 @@ class LandmarkLeastSquares:
         weights: the objective's weights and the prior's scales.
         size: the crop side in pixels (scales the noise).
         bounds: (lo, hi) box of the expression, or None.
+        temporal: the pull towards a previous frame (tracking), or None.
     """
 
     def __init__(self, basis: LandmarkBasis, camera: PerspectiveCamera, targets: Tensor, valid: Tensor,
-                 weights: LandmarkPrior, size: int, bounds: tuple[float, float] | None) -> None:
+                 weights: LandmarkPrior, size: int, bounds: tuple[float, float] | None,
+                 temporal: TemporalPrior | None = None) -> None:
         self.basis = basis
         self.focal = camera.focal.double()
         self.principal = camera.principal.double()
@@ -85,6 +111,7 @@ class LandmarkLeastSquares:
         self.weights = weights
         self.size = size
         self.bounds = bounds
+        self.temporal = temporal
 
     # --------------------------------------------------------------------------------------- residuals
     def _landmarks(self, state: PoseShape) -> tuple[Tensor, Tensor]:
@@ -115,6 +142,8 @@ class LandmarkLeastSquares:
         id_scale = (w.prior ** 0.5) / w.identity_std[: state.identity.shape[1]].double()
         exp_scale = ((w.prior * w.expression_weight) ** 0.5) / w.expression_std[: state.expression.shape[1]].double()
         r = torch.cat([r_lmk.flatten(1), state.identity * id_scale, state.expression * exp_scale], dim=1)
+        if self.temporal is not None:
+            r = torch.cat([r, self._temporal_residuals(state)], dim=1)
         if not jacobian:
             return r, None
         # d(u, v)/d(camera point), (B, L, 2, 3)
@@ -143,7 +172,34 @@ class LandmarkLeastSquares:
         j_prior = torch.zeros(b, k + e, 6 + k + e, dtype=j_lmk.dtype, device=j_lmk.device)
         j_prior[:, torch.arange(k), 6 + torch.arange(k)] = id_scale.expand(b, k)
         j_prior[:, k + torch.arange(e), 6 + k + torch.arange(e)] = exp_scale.expand(b, e)
-        return r, torch.cat([j_lmk, j_prior], dim=1)
+        blocks = [j_lmk, j_prior]
+        if self.temporal is not None:
+            blocks.append(self._temporal_jacobian(b, k, e, j_lmk))
+        return r, torch.cat(blocks, dim=1)
+
+    def _temporal_scales(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, 1) square-root weights of the expression, translation and rotation pulls (0 where inactive)."""
+        t = self.temporal
+        on = t.active.double()[:, None]
+        return on * t.expression_weight ** 0.5, on * t.translation_weight ** 0.5, on * t.rotation_weight ** 0.5
+
+    def _temporal_residuals(self, state: PoseShape) -> Tensor:
+        """(B, E + 6): the pulls of :class:`TemporalPrior` (expression, translation, rotation log)."""
+        t = self.temporal
+        se, st, sr = self._temporal_scales()
+        relative = state.rotation @ t.rotation.double().transpose(1, 2)
+        return torch.cat([(state.expression - t.expression.double()) * se,
+                          (state.translation - t.translation.double()) * st,
+                          matrix_to_axis_angle(relative) * sr], dim=1)
+
+    def _temporal_jacobian(self, b: int, k: int, e: int, like: Tensor) -> Tensor:
+        """(B, E + 6, N): d(temporal residuals)/d(δ, t, β, ψ), with d log/dδ ≈ I."""
+        se, st, sr = self._temporal_scales()
+        jac = torch.zeros(b, e + 6, 6 + k + e, dtype=like.dtype, device=like.device)
+        jac[:, torch.arange(e), 6 + k + torch.arange(e)] = se.expand(b, e)
+        jac[:, e + torch.arange(3), 3 + torch.arange(3)] = st.expand(b, 3)
+        jac[:, e + 3 + torch.arange(3), torch.arange(3)] = sr.expand(b, 3)
+        return jac
 
     def jacobian(self, state: PoseShape) -> Tensor:
         """(B, M, N) d residuals / d (δ, t, β, ψ) at ``state`` (δ: the left rotation increment)."""

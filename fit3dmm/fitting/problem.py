@@ -24,7 +24,7 @@ from torch import Tensor
 
 from fit3dmm.defaults import STATUS_DIVERGED, STATUS_OK
 from fit3dmm.fitting.landmarks import DENSE, LandmarkBasis, LandmarkSupport
-from fit3dmm.fitting.lm import LandmarkLeastSquares, LandmarkPrior, PoseShape
+from fit3dmm.fitting.lm import LandmarkLeastSquares, LandmarkPrior, PoseShape, TemporalPrior
 from fit3dmm.fitting.objective import Objective
 from fit3dmm.fitting.params import COEFFICIENTS, FitParameters
 from fit3dmm.fitting.prediction import PredictionBuilder
@@ -52,10 +52,12 @@ class FitProblem:
         observation: B faces with detected landmarks; moved to the model's device.
         schedule: iteration counts and solver settings.
         progress: called as ``progress(step, total_steps, loss)``.
+        parts: the model's fitted region and landmark basis from another problem of the same model
+            (:meth:`parts`), so that tracking does not rebuild them every frame.
     """
 
     def __init__(self, model: FaceModel, observation: Observation, schedule: Schedule | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, parts: tuple[FaceModel, LandmarkBasis] | None = None) -> None:
         if observation.landmarks68 is None:
             raise ValueError("fitting needs landmarks68 in the observation (the rigid stage uses them)")
         self.model = model
@@ -63,18 +65,23 @@ class FitProblem:
         self.progress = progress
         self.device = model.mean.device
         self.observation = observation.to(self.device)
-        self.region = model.region()
+        self.region = model.region() if parts is None else parts[0]
         self.camera = PerspectiveCamera.for_crop(self.observation.size, self.observation.batch_size,
                                                  device=self.device)
-        self.support = LandmarkSupport.of(self.region)
+        self.basis = LandmarkBasis(self.region, LandmarkSupport.of(self.region)) if parts is None else parts[1]
+        self.support = self.basis.support
         if self.support.target == DENSE and self.observation.landmarks is None:
             raise ValueError("fitting this model needs the observation's dense landmarks")
-        self.basis = LandmarkBasis(self.region, self.support)
         self.targets = self.observation.landmarks if self.support.target == DENSE else self.observation.landmarks68
         self.timings: dict[str, float] = {}
         self.diverged = torch.zeros(self.observation.batch_size, dtype=torch.bool, device=self.device)
         """Faces whose least-squares cost became non-finite (the refinement adds its own)."""
         self._step = 0
+
+    @property
+    def parts(self) -> tuple[FaceModel, LandmarkBasis]:
+        """The fitted region and the landmark basis, to hand to the next problem of the same model."""
+        return self.region, self.basis
 
     @property
     def total_steps(self) -> int:
@@ -137,7 +144,7 @@ class FitProblem:
         """Levenberg–Marquardt on rotation and translation against the landmarks (``rigid_iterations``)."""
         start = time.perf_counter()
         ls = self.least_squares({"lmk": LandmarkLoss.default_weight})
-        state, cost = ls.solve(self._state(params), self.schedule.rigid_iterations, self._free(pose_only=True))
+        state, cost = ls.solve(self.state(params), self.schedule.rigid_iterations, self._free(pose_only=True))
         self.diverged |= ~torch.isfinite(cost)
         self._write(params, state)
         self._advance(self.schedule.rigid_iterations)
@@ -149,12 +156,27 @@ class FitProblem:
         start = time.perf_counter()
         if "lmk" in objective.weights and self.schedule.lm_iterations > 0:
             ls = self.least_squares(objective.weights, objective)
-            state, cost = ls.solve(self._state(params), self.schedule.lm_iterations,
+            state, cost = ls.solve(self.state(params), self.schedule.lm_iterations,
                                    self._free(pose_only=not self.schedule.fit_shape))
             self.diverged |= ~torch.isfinite(cost)
             self._write(params, state)
         self._advance(self.schedule.lm_iterations)
         timed(self.timings, "landmarks", start)
+
+    def follow(self, params: FitParameters, objective: Objective, temporal: TemporalPrior | None,
+               iterations: int) -> None:
+        """Tracking: Levenberg–Marquardt on pose and expression (identity held) against the objective's
+        ``lmk`` and ``reg`` and the pull of ``temporal`` towards the previous frame (:mod:`fit3dmm.fitting.lm`)."""
+        start = time.perf_counter()
+        ls = self.least_squares(objective.weights, objective)
+        ls.temporal = temporal
+        state = self.state(params)
+        free = self._free(pose_only=False)
+        free[6: 6 + state.identity.shape[1]] = False
+        state, cost = ls.solve(state, iterations, free)
+        self.diverged |= ~torch.isfinite(cost)
+        self._write(params, state)
+        timed(self.timings, "follow", start)
 
     def refine(self, params: FitParameters, objective: Objective) -> Refinement:
         """The whole objective, in place, when it has terms beyond ``lmk`` and ``reg`` (``iterations``, one
@@ -170,7 +192,7 @@ class FitProblem:
         metric_terms = {"lmk": objective.weights.get("lmk", LandmarkLoss.default_weight),
                         "reg": objective.weights.get("reg", 0.0)}
         ls = self.least_squares(metric_terms, objective)
-        state = self._state(params)
+        state = self.state(params)
         extras = {k: getattr(params, k).detach().clone() for k in ("albedo", "lighting")
                   if getattr(params, k) is not None}
         keep = self._free(pose_only=not s.fit_shape, refine=True)
@@ -245,7 +267,8 @@ class FitProblem:
         return PredictionBuilder(self.region, self.camera, self.observation,
                                  visibility_every=self.schedule.visibility_every, use_visibility=objective.uses_parts)
 
-    def _state(self, params: FitParameters) -> PoseShape:
+    def state(self, params: FitParameters) -> PoseShape:
+        """The least-squares unknowns of ``params`` (float64 pose, identity, expression)."""
         return PoseShape(params.rotation_matrix().detach().double(), params.translation.detach().double(),
                          params.identity.detach().double(), params.expression.detach().double())
 

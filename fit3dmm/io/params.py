@@ -66,7 +66,7 @@ class ParamsFormatError(ValueError):
     """A fit-parameters file is unreadable or does not follow the schema; the message names the file."""
 
 
-def _plain(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """Tensors, arrays and numbers → JSON-ready Python values: float32 written with their shortest
     round-trip decimal (0.1, not 0.10000000149011612), non-finite numbers as None, containers recursed."""
     if isinstance(value, Tensor):
@@ -75,13 +75,13 @@ def _plain(value: Any) -> Any:
         if value.dtype == np.float32:
             flat = [None if not np.isfinite(v) else float(str(v)) for v in value.ravel()]
             return np.array(flat, dtype=object).reshape(value.shape).tolist()
-        return _plain(value.tolist())
+        return json_ready(value.tolist())
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [json_ready(v) for v in value]
     if isinstance(value, np.generic):
-        return _plain(np.asarray(value))
+        return json_ready(np.asarray(value))
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Path):
@@ -103,7 +103,7 @@ def result_to_dict(result: FitResult, index: int, extra: dict[str, Any] | None =
     if names and len(names) != expression.shape[0]:
         raise ValueError(f"{len(names)} expression names for {expression.shape[0]} expression coefficients")
     obs = result.observation
-    yaw, pitch, roll = _plain(result.pose_deg[index])
+    yaw, pitch, roll = json_ready(result.pose_deg[index])
     doc = {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
@@ -114,57 +114,57 @@ def result_to_dict(result: FitResult, index: int, extra: dict[str, Any] | None =
         "model": {"name": str(result.model_info.get("name", "")),
                   "checksum": str(result.model_info.get("checksum", ""))},
         "coefficients": {
-            "identity": _plain(coeffs["identity"][index]),
-            "expression": _plain(expression),
-            "albedo": _plain(coeffs["albedo"][index]) if "albedo" in coeffs else None,
-            "lighting": _plain(coeffs["lighting"][index]) if "lighting" in coeffs else None,
+            "identity": json_ready(coeffs["identity"][index]),
+            "expression": json_ready(expression),
+            "albedo": json_ready(coeffs["albedo"][index]) if "albedo" in coeffs else None,
+            "lighting": json_ready(coeffs["lighting"][index]) if "lighting" in coeffs else None,
         },
-        "blendshapes": dict(zip(names, _plain(expression), strict=True)) if names else {},
+        "blendshapes": dict(zip(names, json_ready(expression), strict=True)) if names else {},
         "pose": {
             "yaw": yaw,
             "pitch": pitch,
             "roll": roll,
-            "rotation_axis_angle": _plain(coeffs["rotation"][index]),
-            "rotation_matrix": _plain(result.rotation[index]),
-            "translation_cm": _plain(coeffs["translation"][index]),
+            "rotation_axis_angle": json_ready(coeffs["rotation"][index]),
+            "rotation_matrix": json_ready(result.rotation[index]),
+            "translation_cm": json_ready(coeffs["translation"][index]),
         },
         "camera": {
-            "focal": _plain(result.camera.focal[index]),
-            "principal": _plain(result.camera.principal[index]),
+            "focal": json_ready(result.camera.focal[index]),
+            "principal": json_ready(result.camera.principal[index]),
             "crop_size": obs.size,
         },
         "crop": {
-            "crop_to_photo": _plain(obs.crop_to_photo[index]),
+            "crop_to_photo": json_ready(obs.crop_to_photo[index]),
             "photo_size": [round(v) for v in obs.photo_size[index].tolist()],
         },
         "landmarks68": {
-            "photo_px": _plain(result.landmarks68_photo[index]),
-            "camera_cm": _plain(result.landmarks68_cam[index]),
+            "photo_px": json_ready(result.landmarks68_photo[index]),
+            "camera_cm": json_ready(result.landmarks68_cam[index]),
         },
-        "losses": {name: _plain(value[index]) for name, value in result.losses.items()},
-        "weights": _plain(dict(result.weights)),
-        "timings": _plain(dict(result.timings)),
+        "losses": {name: json_ready(value[index]) for name, value in result.losses.items()},
+        "weights": json_ready(dict(result.weights)),
+        "timings": json_ready(dict(result.timings)),
         "iterations": result.iterations(index),
     }
     if extra is not None:
-        doc["extra"] = _plain(extra)
+        doc["extra"] = json_ready(extra)
     return doc
 
 
-def _dumps(value: Any, indent: str = "") -> str:
+def json_text(value: Any, indent: str = "") -> str:
     """JSON with objects and lists of lists indented, but each list of scalars on one line."""
     inner = indent + "  "
     if isinstance(value, dict) and value:
-        items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {_dumps(v, inner)}" for k, v in value.items()]
+        items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {json_text(v, inner)}" for k, v in value.items()]
         return "{\n" + ",\n".join(items) + "\n" + indent + "}"
     if isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value):
-        return "[\n" + ",\n".join(inner + _dumps(v, inner) for v in value) + "\n" + indent + "]"
+        return "[\n" + ",\n".join(inner + json_text(v, inner) for v in value) + "\n" + indent + "]"
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
 
 
 def write_params_json(path: str | Path, d: dict[str, Any]) -> None:
     """Atomically write a :func:`result_to_dict` document as UTF-8 JSON (indented, number lists inline)."""
-    text = _dumps(_plain(d))
+    text = json_text(json_ready(d))
     with atomic_write(path, "w") as handle:
         handle.write(text + "\n")
 
@@ -178,6 +178,32 @@ def _lookup(doc: dict[str, Any], dotted: str) -> tuple[bool, Any]:
     return True, node
 
 
+def load_versioned_json(path: Path, schema: str, version: str, what: str, error: type[ValueError],
+                        prefix: str | None = None) -> dict[str, Any]:
+    """A JSON document whose ``schema`` is ``schema`` and whose major ``schema_version`` is ``version``'s.
+
+    Raises:
+        ``error``: one line starting with ``prefix`` (default ``"<what> <path>"``): no such file, not JSON,
+            unreadable, another schema, or an unsupported major version.
+    """
+    prefix = prefix or f"{what} {path}"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{prefix}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{prefix}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{prefix}: cannot be read ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("schema") != schema:
+        raise error(f'{prefix}: not a fit3dmm {what} (no "schema": "{schema}")')
+    found = str(doc.get("schema_version", ""))
+    if found.split(".")[0] != version.split(".")[0]:
+        raise error(f"{prefix}: schema version {found!r} is not supported "
+                    f"(this fit3dmm reads {version.split('.')[0]}.x)")
+    return doc
+
+
 def read_params_json(path: str | Path) -> dict[str, Any]:
     """Read and validate a fit-parameters JSON file.
 
@@ -187,21 +213,8 @@ def read_params_json(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     prefix = f"fit parameters {path}"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ParamsFormatError(f"{prefix}: no such file") from None
-    except json.JSONDecodeError as exc:
-        raise ParamsFormatError(f"{prefix}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-                                ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ParamsFormatError(f"{prefix}: cannot be read ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_NAME:
-        raise ParamsFormatError(f'{prefix}: not a fit3dmm parameters file (no "schema": "{SCHEMA_NAME}")')
-    version = str(doc.get("schema_version", ""))
-    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
-        raise ParamsFormatError(f"{prefix}: schema version {version!r} is not supported "
-                                f"(this fit3dmm reads {SCHEMA_VERSION.split('.')[0]}.x)")
+    doc = load_versioned_json(path, SCHEMA_NAME, SCHEMA_VERSION, "parameters file", ParamsFormatError,
+                              prefix=prefix)
     missing = [key for key, _, _ in FIELDS if key not in _OPTIONAL and not _lookup(doc, key)[0]]
     if missing:
         raise ParamsFormatError(f"{prefix}: missing fields {', '.join(missing)}")

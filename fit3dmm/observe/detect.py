@@ -111,12 +111,14 @@ class MediaPipeDetector:
     Args:
         max_faces: most faces returned per image.
         min_confidence: FaceMesh's min_detection_confidence, and the full-range detector's.
+        video: mediapipe's tracking mode for the frames of one video, in order: landmarks are followed from
+            the previous frame and the face is detected again only when it is lost.
     """
 
     name = "mediapipe"
     num_landmarks = 478
 
-    def __init__(self, max_faces: int = 5, min_confidence: float = 0.5) -> None:
+    def __init__(self, max_faces: int = 5, min_confidence: float = 0.5, video: bool = False) -> None:
         self._min_confidence = min_confidence
         self._full_range: Any = None  # mediapipe's FaceDetection(model_selection=1), built on first use
         try:
@@ -125,7 +127,7 @@ class MediaPipeDetector:
             raise ImportError("mediapipe==0.10.21 is required for the default landmark detector") from exc
         with _native_stderr_silenced():
             self._mesh = face_mesh.FaceMesh(
-                static_image_mode=True,
+                static_image_mode=not video,
                 max_num_faces=max_faces,
                 refine_landmarks=True,
                 min_detection_confidence=min_confidence,

@@ -30,7 +30,8 @@ def farthest_point_sampling(
     """Indices of k farthest-point samples of each point set.
 
     Args:
-        points: (B, N, D) float coordinates, D = 2 or 3.
+        points: (B, N, D) float coordinates, D ≥ 1 (2 or 3 for point sets; more for feature vectors, e.g. the
+            pose and expression of video frames when choosing keyframes).
         valid: (B, N) bool, False for padding (never picked); None = all points valid.
         k: number of samples, ≥ 0.
         start_index: the first pick, an int for every item or a (B,) long tensor; it must index a valid
@@ -46,8 +47,8 @@ def farthest_point_sampling(
         ValueError: bad shapes, negative k, both ``start_index`` and ``seed``, or a start that is not a valid
             point.
     """
-    if points.ndim != 3 or points.shape[-1] not in (2, 3):
-        raise ValueError(f"points must be (B, N, 2) or (B, N, 3), got {tuple(points.shape)}")
+    if points.ndim != 3 or points.shape[-1] < 1:
+        raise ValueError(f"points must be (B, N, D) with D ≥ 1, got {tuple(points.shape)}")
     if not points.dtype.is_floating_point:
         raise ValueError(f"points must be floating point, got {points.dtype}")
     b, n, _ = points.shape

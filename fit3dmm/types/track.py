@@ -62,7 +62,7 @@ class TrackIdentity:
         keyframes: input frame indices the identity was fitted on.
         focal: the camera focal length in photo pixels (the track's camera, fixed).
         photo_size: (W, H) of the frames.
-        fps: frames per second of the input (1.0 for frame folders unless given).
+        fps: frames per second of the input (30 for frame folders unless given).
     """
 
     identity: np.ndarray
