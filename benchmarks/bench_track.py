@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from common import command_line, create_pipeline, machine, machine_line, progress_line, write_json
 
-from fit3dmm.api.track import TrackOptions, track
+from fit3dmm.api.tracking import TrackOptions, track
 from fit3dmm.io.images import write_png
 from fit3dmm.models.instances import render_instance, to_uint8
 from fit3dmm.models.regressor import CoefficientLayout

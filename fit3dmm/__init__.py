@@ -23,6 +23,8 @@ _EXPORTS = {
     "Pipeline": "fit3dmm.api",
     "Schedule": "fit3dmm.api",
     "ObserveOptions": "fit3dmm.api",
+    "track": "fit3dmm.api",
+    "TrackOptions": "fit3dmm.api",
     "FitResult": "fit3dmm.types",
     "Observation": "fit3dmm.types",
     "PointSet": "fit3dmm.types",

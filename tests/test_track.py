@@ -130,7 +130,7 @@ def video(tmp_path_factory):
 
 
 def _track(folder, out, **options):
-    from fit3dmm.api.track import TrackOptions, track
+    from fit3dmm.api.tracking import TrackOptions, track
     from fit3dmm.models.store import packaged_models_dir
 
     settings = {"chunk": 8, "keyframes": 4, "candidates": 10, "overlay": True, **options}
@@ -183,7 +183,7 @@ def test_track_writes_every_file_reports_the_gap_and_recovers(whole):
 
 @pytest.mark.slow  # mediapipe
 def test_an_interrupted_track_resumes_to_the_same_files(video, whole, tmp_path):
-    from fit3dmm.api.track import TrackInterrupted, TrackOptions, track
+    from fit3dmm.api.tracking import TrackInterrupted, TrackOptions, track
     from fit3dmm.models.store import packaged_models_dir
 
     whole = whole[1]
@@ -206,6 +206,9 @@ def test_an_interrupted_track_resumes_to_the_same_files(video, whole, tmp_path):
         assert (part / name).read_bytes() == (whole / name).read_bytes(), name
     strip = [json.loads((d / "track.json").read_text()) for d in (whole, part)]
     assert strip[0]["frames"] == strip[1]["frames"]
+    before = {p.name: p.stat().st_mtime_ns for p in part.iterdir()}
+    again = _track(video, part)  # the same command once more: nothing to do
+    assert again.resumed_from == FRAMES and {p.name: p.stat().st_mtime_ns for p in part.iterdir()} == before
 
 
 @pytest.mark.slow  # the CLI loads torch

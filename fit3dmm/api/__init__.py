@@ -12,6 +12,7 @@ from fit3dmm.api.pipeline import (
     needs_parts,
     resolve_device,
 )
+from fit3dmm.api.tracking import TrackInterrupted, TrackOptions, TrackSummary, track
 from fit3dmm.fitting.schedule import Schedule
 from fit3dmm.models.store import load_model
 from fit3dmm.observe.observe import FaceTooSmallError, ObserveOptions
@@ -22,6 +23,9 @@ __all__ = [
     "ObserveOptions",
     "Pipeline",
     "Schedule",
+    "TrackInterrupted",
+    "TrackOptions",
+    "TrackSummary",
     "default_detector",
     "default_losses",
     "fit",
@@ -30,4 +34,5 @@ __all__ = [
     "needs_parts",
     "observe_faces",
     "resolve_device",
+    "track",
 ]

@@ -43,8 +43,8 @@ def track(input, out, start, end, step, fps, losses, weights, model, keyframes, 
     command to resume after an interruption."""
     if end is not None and end <= start:
         fail(f"--end {end} must be after --start {start}")
-    from fit3dmm.api.track import TrackInterrupted, TrackOptions
-    from fit3dmm.api.track import track as run_track
+    from fit3dmm.api.tracking import TrackInterrupted, TrackOptions
+    from fit3dmm.api.tracking import track as run_track
 
     use_threads(threads)
     options = TrackOptions(start=start, end=end, step=step, fps=fps, keyframes=keyframes, fill=fill, overlay=overlay,
@@ -74,7 +74,9 @@ def track(input, out, start, end, step, fps, losses, weights, model, keyframes, 
     finally:
         if bar is not None:
             bar.close()
-    if not quiet:
+    if not quiet and not summary.timings:
+        click.echo(f"{out} already holds this track ({len(summary.frames)} frames); --overwrite redoes it")
+    elif not quiet:
         frames = summary.frames
         gaps = sum(f.status == "no_face" for f in frames)
         speed = summary.timings.get("frames_tracked_here", 0) / max(summary.timings.get("track", 0), 1e-9)

@@ -1,6 +1,6 @@
 """What a track is made of: one :class:`TrackFrame` per input frame and the :class:`TrackIdentity` they share.
 
-Written by ``fit3dmm track`` (:mod:`fit3dmm.api.track`) and read by the track writers
+Written by ``fit3dmm track`` (:mod:`fit3dmm.api.tracking`) and read by the track writers
 (:mod:`fit3dmm.io.track_files`, :mod:`fit3dmm.io.gltf`).  Arrays are numpy, one face per frame.
 """
 

@@ -47,6 +47,7 @@ from fit3dmm.io.outputs import render_overlay
 from fit3dmm.io.track_files import (
     OverlayVideo,
     plot_track_curves,
+    read_track_json,
     write_blendshapes_csv,
     write_identity_json,
     write_live_link_csv,
@@ -144,6 +145,8 @@ def track(input: str | Path, out: str | Path, *, model: str | Path = DEFAULT_MOD
             if not overwrite:
                 raise FileExistsError(f"{out}: holds a track of other input or settings (overwrite to replace it)")
             shutil.rmtree(state, ignore_errors=True)
+        elif previous_key == key and not state.exists() and not overwrite:
+            return _completed(out)
         state.mkdir(parents=True, exist_ok=True)
         (state / "key.txt").write_text(key)
         timings: dict[str, float] = {}
@@ -166,6 +169,14 @@ def track(input: str | Path, out: str | Path, *, model: str | Path = DEFAULT_MOD
     if interrupted:
         raise TrackInterrupted(summary)
     return summary
+
+
+def _completed(out: Path) -> TrackSummary:
+    """The summary of the complete track in ``out`` (a rerun of the same command: nothing to do)."""
+    identity, frames = read_track_json(out / "track.json")
+    files = [out / name for name in OUTPUTS if (out / name).is_file()]
+    files += sorted(out.glob("overlay.*"))
+    return TrackSummary(frames, identity, {}, files, resumed_from=len(frames))
 
 
 class TrackInterrupted(KeyboardInterrupt):
