@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="ict")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # as the command line (defaults.CPU_THREADS)
     info = machine()
-    torch.set_num_threads(1)
     configs = [c.strip() for c in args.configs.split(";") if c.strip()]
     base = create_pipeline(model=args.model, losses=",".join(sorted({t for c in configs for t in c.split(",")})),
                            device="cpu")

@@ -86,6 +86,21 @@ def test_temporal_prior_residuals_and_jacobian(tiny_model):
         lambda x: ls.residuals(ls.apply(state, torch.stack([x, torch.zeros_like(x)])))[0],
         torch.zeros(n, dtype=torch.float64))
     torch.testing.assert_close(ls.jacobian(state)[0], auto, rtol=1e-6, atol=1e-6)
+    # the refinement's energy gets the same pull: E + ‖r_t‖², ∇E + 2 J_tᵀ r_t (autograd of the pull alone)
+    from fit3dmm.fitting.refine import with_temporal
+
+    def nothing(s, extras, gradient):
+        zero = torch.zeros(2, dtype=torch.float64)
+        return zero, (torch.zeros(2, n, dtype=torch.float64) if gradient else None), {}
+
+    total, grad, _ = with_temporal(nothing, ls)(state, {}, True)
+    pull = r[:, plain.shape[1]:].pow(2).sum(-1)
+    torch.testing.assert_close(total, pull)
+    auto = torch.autograd.functional.jacobian(
+        lambda x: ls.temporal_residuals(ls.apply(state, torch.stack([x, torch.zeros_like(x)])))[0].pow(2).sum(),
+        torch.zeros(n, dtype=torch.float64))
+    torch.testing.assert_close(grad[0], auto, rtol=1e-6, atol=1e-6)
+    assert (grad[1] == 0).all()
 
 
 def test_cost_is_the_objectives_landmark_and_prior_terms(annotated_ict):

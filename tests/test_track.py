@@ -223,3 +223,30 @@ def test_a_corrupt_or_empty_video_is_one_line(tmp_path, content):
     (line,) = result.output.strip().splitlines()
     assert line.startswith("Error: ") and str(bad) in line
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # mediapipe
+def test_tracking_with_prdl_holds_the_identity(video, tmp_path):
+    """The PRDL steps of each frame move pose and expression only: every frame keeps the keyframes' identity."""
+    from fit3dmm.api.tracking import TrackOptions, track
+    from fit3dmm.models.store import packaged_models_dir
+
+    summary = track(video, tmp_path / "out", model=str(packaged_models_dir() / "ict-facekit-light"),
+                    losses="prdl,lmk,reg", device="cpu",
+                    options=TrackOptions(end=8, chunk=8, keyframes=3, candidates=4, overlay=False, meshes=True))
+    assert [f.status for f in summary.frames] == ["ok"] * 8
+    meshes = sorted((tmp_path / "out" / "meshes").glob("*.obj"))
+    assert [p.name for p in meshes] == [f"frame{i:06d}.obj" for i in range(8)]
+    import trimesh
+
+    from fit3dmm.models.store import load_model
+
+    model = load_model(str(packaged_models_dir() / "ict-facekit-light"))
+    identity = torch.as_tensor(summary.identity.identity)[None]
+    for frame, mesh in zip(summary.frames, meshes, strict=True):  # each mesh: the shared identity + its weights
+        expected = model(identity, torch.as_tensor(frame.expression)[None]).vertices[0].detach().numpy()
+        written = trimesh.load(mesh, process=False).vertices
+        np.testing.assert_allclose(written, expected[: len(written)], atol=2e-4)  # OBJ: used vertices (a prefix)
+    with pytest.raises(ValueError, match="needs the landmark term"):
+        track(video, tmp_path / "other", model=str(packaged_models_dir() / "ict-facekit-light"), losses="prdl,reg",
+              device="cpu")

@@ -143,7 +143,7 @@ class LandmarkLeastSquares:
         exp_scale = ((w.prior * w.expression_weight) ** 0.5) / w.expression_std[: state.expression.shape[1]].double()
         r = torch.cat([r_lmk.flatten(1), state.identity * id_scale, state.expression * exp_scale], dim=1)
         if self.temporal is not None:
-            r = torch.cat([r, self._temporal_residuals(state)], dim=1)
+            r = torch.cat([r, self.temporal_residuals(state)], dim=1)
         if not jacobian:
             return r, None
         # d(u, v)/d(camera point), (B, L, 2, 3)
@@ -174,7 +174,7 @@ class LandmarkLeastSquares:
         j_prior[:, k + torch.arange(e), 6 + k + torch.arange(e)] = exp_scale.expand(b, e)
         blocks = [j_lmk, j_prior]
         if self.temporal is not None:
-            blocks.append(self._temporal_jacobian(b, k, e, j_lmk))
+            blocks.append(self.temporal_jacobian(state))
         return r, torch.cat(blocks, dim=1)
 
     def _temporal_scales(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -183,7 +183,7 @@ class LandmarkLeastSquares:
         on = t.active.double()[:, None]
         return on * t.expression_weight ** 0.5, on * t.translation_weight ** 0.5, on * t.rotation_weight ** 0.5
 
-    def _temporal_residuals(self, state: PoseShape) -> Tensor:
+    def temporal_residuals(self, state: PoseShape) -> Tensor:
         """(B, E + 6): the pulls of :class:`TemporalPrior` (expression, translation, rotation log)."""
         t = self.temporal
         se, st, sr = self._temporal_scales()
@@ -192,10 +192,11 @@ class LandmarkLeastSquares:
                           (state.translation - t.translation.double()) * st,
                           matrix_to_axis_angle(relative) * sr], dim=1)
 
-    def _temporal_jacobian(self, b: int, k: int, e: int, like: Tensor) -> Tensor:
+    def temporal_jacobian(self, state: PoseShape) -> Tensor:
         """(B, E + 6, N): d(temporal residuals)/d(δ, t, β, ψ), with d log/dδ ≈ I."""
         se, st, sr = self._temporal_scales()
-        jac = torch.zeros(b, e + 6, 6 + k + e, dtype=like.dtype, device=like.device)
+        b, k, e = state.identity.shape[0], state.identity.shape[1], state.expression.shape[1]
+        jac = torch.zeros(b, e + 6, 6 + k + e, dtype=torch.float64, device=state.translation.device)
         jac[:, torch.arange(e), 6 + k + torch.arange(e)] = se.expand(b, e)
         jac[:, e + torch.arange(3), 3 + torch.arange(3)] = st.expand(b, 3)
         jac[:, e + 3 + torch.arange(3), torch.arange(3)] = sr.expand(b, 3)

@@ -28,7 +28,7 @@ from fit3dmm.fitting.lm import LandmarkLeastSquares, LandmarkPrior, PoseShape, T
 from fit3dmm.fitting.objective import Objective
 from fit3dmm.fitting.params import COEFFICIENTS, FitParameters
 from fit3dmm.fitting.prediction import PredictionBuilder
-from fit3dmm.fitting.refine import Refinement, adam, evaluator, gauss_newton, timed
+from fit3dmm.fitting.refine import Refinement, adam, evaluator, gauss_newton, timed, with_temporal
 from fit3dmm.fitting.rigid import RIGID_LANDMARKS, pose_from_landmarks
 from fit3dmm.fitting.schedule import Schedule
 from fit3dmm.losses.landmark import LandmarkLoss
@@ -178,10 +178,12 @@ class FitProblem:
         self._write(params, state)
         timed(self.timings, "follow", start)
 
-    def refine(self, params: FitParameters, objective: Objective) -> Refinement:
+    def refine(self, params: FitParameters, objective: Objective,
+               temporal: TemporalPrior | None = None, hold_identity: bool = False) -> Refinement:
         """The whole objective, in place, when it has terms beyond ``lmk`` and ``reg`` (``iterations``, one
-        phase per PRDL stride, the schedule's solver).  Faces whose loss becomes non-finite stop moving and are
-        marked diverged; every face ends at its best iterate."""
+        phase per PRDL stride, the schedule's solver), plus the pull of ``temporal`` and with the identity held
+        (``hold_identity``) when tracking.  Faces whose
+        loss becomes non-finite stop moving and are marked diverged; every face ends at its best iterate."""
         log = Refinement()
         s = self.schedule
         if set(objective.weights) <= LEAST_SQUARES_TERMS or s.iterations == 0:
@@ -192,10 +194,13 @@ class FitProblem:
         metric_terms = {"lmk": objective.weights.get("lmk", LandmarkLoss.default_weight),
                         "reg": objective.weights.get("reg", 0.0)}
         ls = self.least_squares(metric_terms, objective)
+        ls.temporal = temporal
         state = self.state(params)
         extras = {k: getattr(params, k).detach().clone() for k in ("albedo", "lighting")
                   if getattr(params, k) is not None}
         keep = self._free(pose_only=not s.fit_shape, refine=True)
+        if hold_identity:
+            keep[6: 6 + state.identity.shape[1]] = False
         solver = "adam" if objective.renders_image else s.solver
         metric = None
         if solver == "gn":
@@ -210,6 +215,8 @@ class FitProblem:
             objective.set_stride(stride)
             objective.prepare(self.observation)
             evaluate = evaluator(objective, builder)
+            if temporal is not None:
+                evaluate = with_temporal(evaluate, ls)
             if solver == "gn":
                 state = gauss_newton(state, evaluate, metric, keep, ls, iterations, s.tolerance, log, self._report)
             else:

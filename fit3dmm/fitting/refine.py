@@ -97,6 +97,23 @@ def evaluator(objective: Objective, builder: PredictionBuilder) -> Evaluate:
     return evaluate
 
 
+def with_temporal(evaluate: Evaluate, least_squares: LandmarkLeastSquares) -> Evaluate:
+    """``evaluate`` plus the temporal pull of ``least_squares`` (tracking, :class:`~fit3dmm.fitting.lm.TemporalPrior`):
+    E + ‖r_t‖² and ∇E + 2 J_tᵀ r_t, in the same units as the landmark stage's cost."""
+
+    def pulled(state: PoseShape, extras: dict[str, Tensor], gradient: bool
+               ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        total, grad, more = evaluate(state, extras, gradient)
+        r = least_squares.temporal_residuals(state)
+        total = total + r.pow(2).sum(-1).to(total.dtype)
+        if grad is not None:
+            jac = least_squares.temporal_jacobian(state)
+            grad = grad + (2 * (jac.transpose(1, 2) @ r[..., None])[..., 0]).to(grad.dtype)
+        return total, grad, more
+
+    return pulled
+
+
 def gauss_newton(state: PoseShape, evaluate: Evaluate, metric: Tensor, keep: Tensor,
                  least_squares: LandmarkLeastSquares, iterations: int, tolerance: float, log: Refinement,
                  report: Callable[[Tensor], None]) -> PoseShape:

@@ -44,6 +44,8 @@ class ObserveOptions:
             for small faces tiles the same copy, so this also sets the smallest face found in a large photo
             (about 40 px wide in the copy) and what a photo without a face costs (0.7 s at 2048 px).
         segment: add part masks, hair, forehead line and target point sets (for losses that use parts).
+        skin_points: the skin's target set is reduced to this many points by farthest point sampling (the
+            paper's 3000; tracking takes fewer, the sampling being a third of a frame's cost).
     """
 
     size: int = CROP_SIZE
@@ -51,6 +53,7 @@ class ObserveOptions:
     min_face_size: float = MIN_FACE_SIZE
     detect_max_side: int | None = DETECT_MAX_SIDE
     segment: bool = False
+    skin_points: int = DEFAULT_COUNTS["skin"]
 
     def __post_init__(self) -> None:
         if self.faces not in FACES:
@@ -59,6 +62,8 @@ class ObserveOptions:
             raise ValueError(f"--size must be an integer in 64..1024, got {self.size!r}")
         if not (isinstance(self.min_face_size, int | float) and 0 <= self.min_face_size < 1e6):
             raise ValueError(f"--min-face-size must be a number ≥ 0, got {self.min_face_size!r}")
+        if not isinstance(self.skin_points, int) or self.skin_points < 1:
+            raise ValueError(f"skin_points must be an integer ≥ 1, got {self.skin_points!r}")
         if self.detect_max_side is not None and (
                 not isinstance(self.detect_max_side, int) or not 64 <= self.detect_max_side <= 16384):
             raise ValueError(f"--detect-max-side must be an integer in 64..16384, got {self.detect_max_side!r}")
@@ -109,7 +114,7 @@ def observe_photo(
     for index, det in enumerate(chosen):
         obs = observe_face(photo, det, size=options.size, name=f"{name}#{index}")
         if options.segment:
-            obs = segment_observation(obs, labels, DEFAULT_COUNTS)
+            obs = segment_observation(obs, labels, {**DEFAULT_COUNTS, "skin": options.skin_points})
         out.append(obs)
     return out
 
