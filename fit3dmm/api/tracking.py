@@ -152,7 +152,8 @@ def track(input: str | Path, out: str | Path, *, model: str | Path = DEFAULT_MOD
         previous_key = _read_key(out)
         if previous_key not in (None, key):
             if not overwrite:
-                raise FileExistsError(f"{out}: holds a track of other input or settings (--overwrite / overwrite=True replaces it)")
+                raise FileExistsError(f"{out}: holds a track of other input or settings "
+                                      "(--overwrite / overwrite=True replaces it)")
             shutil.rmtree(state, ignore_errors=True)
         elif previous_key == key and not state.exists() and not overwrite:
             return _completed(out)
