@@ -14,7 +14,7 @@ one with the same losses (``fit3dmm fit``'s path, each from the mean face).  Rep
 blendshape MAE (mean |ψ − ψ*| over frames and the 53 weights), pose MAE (yaw, pitch, roll, degrees), jitter
 (mean |ψ_{t+1} − 2ψ_t + ψ_{t−1}| over weights and frames; the truth's own is listed), frames without a face,
 and speed: frames per second of the tracking stage (detection and fitting; after the identity stage; decoding
-PNGs included, about 2 ms a frame at 256 px), without the overlay video (``--overlay`` adds it).
+PNGs included: 2.4 ms a frame at 256 px, measured apart), without the overlay video (``--overlay`` adds it).
 """
 
 from __future__ import annotations
