@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,7 @@ class Frame:
     image: np.ndarray
 
 
-class FrameSource:
+class FrameSource(ABC):
     """Frames selected from one input, yielded once in input order; a context manager that releases the input.
 
     Attributes:
@@ -117,15 +118,16 @@ class FrameSource:
         for index, image in self._decode():
             yield Frame(index, index / self.fps, image)
 
+    @abstractmethod
     def _decode(self) -> Iterator[tuple[int, np.ndarray]]:
-        raise NotImplementedError
+        """(input index, RGB image) of each selected frame, in order (one subclass per kind of input)."""
 
     def _stop(self, index: int) -> None:
         """Record that the frame at input ``index`` could not be decoded."""
         self.truncated = True
         self.truncated_at = index
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a default, not an abstract method: image inputs hold nothing
         """Release the input (a no-op for images)."""
 
     def __enter__(self) -> FrameSource:
