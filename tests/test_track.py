@@ -250,3 +250,20 @@ def test_tracking_with_prdl_holds_the_identity(video, tmp_path):
     with pytest.raises(ValueError, match="needs the landmark term"):
         track(video, tmp_path / "other", model=str(packaged_models_dir() / "ict-facekit-light"), losses="prdl,reg",
               device="cpu")
+
+
+def test_fill_interpolates_gaps_between_tracked_frames_only():
+    from fit3dmm.api.tracking import fill_gaps
+    from fit3dmm.types.track import TrackFrame
+
+    def ok(i: int, value: float) -> TrackFrame:
+        v = np.full(3, value, np.float32)
+        return TrackFrame(i, i / 10, "ok", np.full(2, value, np.float32), v, v, v)
+
+    frames = [TrackFrame.gap(0, 0.0, 2), ok(1, 1.0), TrackFrame.gap(2, 0.2, 2), TrackFrame.gap(3, 0.3, 2),
+              ok(4, 4.0), TrackFrame.gap(5, 0.5, 2)]
+    filled = fill_gaps(frames)
+    assert [f.status for f in filled] == ["no_face", "ok", "filled", "filled", "ok", "no_face"]  # ends stay gaps
+    np.testing.assert_allclose(filled[2].expression, [2.0, 2.0], rtol=1e-6)  # linear in time
+    np.testing.assert_allclose(filled[3].translation, [3.0, 3.0, 3.0], rtol=1e-6)
+    assert np.isnan(filled[5].expression).all()

@@ -168,7 +168,7 @@ def track(input: str | Path, out: str | Path, *, model: str | Path = DEFAULT_MOD
     frames, resumed, interrupted, truncated_at = _tracking_stage(input, total, tracker, options, state, out,
                                                                  progress, timings)
     described["truncated_at"] = truncated_at
-    frames = _fill_gaps(frames) if options.fill else frames
+    frames = fill_gaps(frames) if options.fill else frames
     begin = time.perf_counter()
     meta = {"input": described, "settings": {"key": key, **asdict(options), "weights": pipeline.weights}}
     files = _write_outputs(out, state, identity, frames, meta, pipeline.model, options, tracker.last_chunk_count)
@@ -462,7 +462,7 @@ def _write_frame_mesh(folder: Path, index: int, result) -> None:
                result.triangles.cpu().numpy())
 
 
-def _fill_gaps(frames: list[TrackFrame]) -> list[TrackFrame]:
+def fill_gaps(frames: list[TrackFrame]) -> list[TrackFrame]:
     """Gaps between two tracked frames interpolated linearly in time (status ``filled``); gaps at the ends
     stay gaps."""
     ok = [i for i, f in enumerate(frames) if f.status == TRACK_OK]
