@@ -42,7 +42,8 @@ def example_photos() -> list[Path]:
 @click.option("--out", "out", default=DEFAULT_OUT, show_default=True, type=click.Path(path_type=Path),
               help="Output folder: table.md, table.csv, per_image.csv, figure.png, figures/.")
 @click.option("--losses", default=",".join(GEOMETRIC_LOSSES), show_default=True,
-              help="Comma-separated geometric losses, each fitted alone.")
+              help="Comma-separated geometric losses, each fitted alone; prdl:min, prdl:max, prdl:ave (or "
+                   "joined, prdl:min+ave) fit PRDL with only those distance statistics (Fig. 10 ablation).")
 @click.option("--weight", "weights", multiple=True, callback=parse_weights,
               help="Override a loss weight, e.g. --weight prdl=1e-3 or --weight reg=0 (repeatable).")
 @click.option("--no-reg", is_flag=True, help="Fit each loss without the coefficient regulariser.")

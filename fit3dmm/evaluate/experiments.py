@@ -5,8 +5,10 @@ The experiment of the paper's Fig. 8/9 and Table 1: every configuration starts f
 initialisation (the start and rigid stages of :class:`~fit3dmm.fitting.problem.FitProblem`, run once per
 batch), then refines identity, expression and pose with its own losses.  :func:`compare_losses` builds one
 configuration per geometric loss, that loss alone plus the coefficient regulariser (``reg``, stated in every
-table; no landmark or photometric term).  :func:`evaluate_fits` runs any set of configurations (the benchmark
-scripts use it for ``prdl,lmk,reg`` vs ``lmk,reg`` vs ``prdl,reg``).
+table; no landmark or photometric term); ``prdl:min``, ``prdl:max``, ``prdl:ave`` (or ``prdl:min+ave``) fit
+PRDL with only those distance statistics, the paper's Fig. 10 ablation.  :func:`evaluate_fits` runs any set of
+configurations (the benchmark scripts use it for ``prdl,lmk,reg`` vs ``lmk,reg`` vs ``prdl,reg``); a
+:class:`Config` adds loss options (e.g. PRDL's ``stats``) to its weights.
 
 Each fit is scored by Part IoU at the photo's resolution (:mod:`fit3dmm.metrics.fit_metrics`: the fitted mesh's
 part labels rendered with a hard z-buffer stand in for the paper's segment-the-render step, which needs a
@@ -17,16 +19,17 @@ Typical use::
 
     pipeline = Pipeline.create(losses="prdl,icp,reg", schedule=Schedule(iterations=100))
     targets, failed = prepare_targets(fasseg_photos(root, "test"), pipeline)
-    evaluation = compare_losses(pipeline, targets, ["prdl", "icp"])
+    evaluation = compare_losses(pipeline, targets, ["prdl", "prdl:min", "icp"])
     write_compare(evaluation, targets, "out/")
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,11 +39,62 @@ from fit3dmm.api import Pipeline
 from fit3dmm.defaults import GEOMETRIC_LOSSES, STATUS_OK
 from fit3dmm.evaluate.targets import FitTarget
 from fit3dmm.fitting.problem import FitProblem
+from fit3dmm.fitting.schedule import Schedule
+from fit3dmm.losses.prdl import STATS as PRDL_STATS
 from fit3dmm.losses.registry import parse_losses
 from fit3dmm.metrics.fit_metrics import PART_GROUPS, fit_part_iou, pad_masks, render_fit_labels
 from fit3dmm.types.observation import Observation
 
 Progress = Callable[[str], None]
+
+LOSS_VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {"prdl": ("stats", PRDL_STATS)}
+"""Losses a compared configuration may narrow: name → (keyword, choices); ``prdl:min+ave`` fits PRDL with
+``stats=("min", "ave")``, i.e. F = {f_min, f_ave}."""
+
+
+@dataclass(frozen=True, eq=False)
+class Config(Mapping[str, float]):
+    """One configuration: loss weights {name: λ} and keyword arguments per loss for this configuration only.
+
+    The configuration is the mapping of its weights, so a plain {name: λ} is one without options (and equal
+    to it).  ``loss_options`` are merged over the schedule's (``Schedule.loss_options``) keyword by keyword.
+    """
+
+    weights: Mapping[str, float]
+    loss_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        extra = set(self.loss_options) - set(self.weights)
+        if extra:
+            raise ValueError(f"options given for {sorted(extra)}, which the configuration {dict(self.weights)} "
+                             "does not use")
+        object.__setattr__(self, "weights", dict(self.weights))
+        object.__setattr__(self, "loss_options", {k: dict(v) for k, v in self.loss_options.items()})
+
+    def __getitem__(self, name: str) -> float:
+        return self.weights[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.weights)
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def __eq__(self, other: object) -> bool:
+        """Same weights and options (a plain mapping has none)."""
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        options = other.loss_options if isinstance(other, Config) else {}
+        return self.weights == dict(other) and self.loss_options == options
+
+    def schedule(self, base: Schedule) -> Schedule:
+        """``base`` with this configuration's loss options merged over its own."""
+        if not self.loss_options:
+            return base
+        merged = {name: dict(options) for name, options in base.loss_options.items()}
+        for name, options in self.loss_options.items():
+            merged[name] = {**merged.get(name, {}), **options}
+        return dataclasses.replace(base, loss_options=merged)
 
 
 @dataclass
@@ -61,6 +115,8 @@ class ConfigRun:
         iterations: per target, the refinement iterations it ran.
         fit_seconds: per batch, the seconds of the configuration's own stages (landmark stage and refinement).
         batch_sizes: the number of faces of each batch.
+        loss_options: the configuration's own loss options (:class:`Config`), e.g. ``{"prdl": {"stats":
+            ("min",)}}``.
     """
 
     name: str
@@ -76,6 +132,7 @@ class ConfigRun:
     iterations: list[int]
     fit_seconds: list[float]
     batch_sizes: list[int]
+    loss_options: dict[str, dict[str, object]] = field(default_factory=dict)
 
     @property
     def seconds_per_face(self) -> float:
@@ -173,7 +230,8 @@ def evaluate_fits(
         pipeline: the model (annotated when a configuration needs parts), device, schedule and start;
             ``schedule.rigid_iterations`` is the shared rigid stage.
         targets: from :func:`~fit3dmm.evaluate.targets.prepare_targets` (with masks for Part IoU).
-        configs: label → loss weights ({name: λ}, e.g. from :func:`~fit3dmm.losses.registry.parse_losses`).
+        configs: label → loss weights ({name: λ}, e.g. from :func:`~fit3dmm.losses.registry.parse_losses`), or a
+            :class:`Config` (weights and loss options, e.g. from :func:`loss_alone_configs`).
         groups: scored regions (name → parts); default every part on its own.
         batch_size: faces fitted together (results do not depend on it; time per face does).
         keep_labels: keep the rendered label maps (for :func:`~fit3dmm.evaluate.reports.write_compare`'s
@@ -197,6 +255,7 @@ def evaluate_fits(
     part_labels = model.part_labels
     if scored and int(part_labels.max()) < 0:
         raise ValueError(f"{model.name} has no part labels; annotate it (ensure_annotations) to score Part IoU")
+    configs = {label: c if isinstance(c, Config) else Config(c) for label, c in configs.items()}
     names = [t.name for t in targets]
     store: dict[str, dict[str, list]] = {label: {k: [] for k in ("iou", "labels", "lmk", "pose", "expr", "verts", "cam",
                                                                  "status", "seconds", "batch",
@@ -212,9 +271,10 @@ def evaluate_fits(
         rigid_seconds.append(problem.timings.get("rigid", math.nan))
         frame = (max(t.photo.shape[0] for t in chunk), max(t.photo.shape[1] for t in chunk))
         target_masks = pad_masks([t.masks for t in chunk], frame) if scored else None
-        for label, weights in configs.items():
-            objective = problem.objective(weights)
-            params = problem.start({**(init or {}), **shared.as_dict()}, photometric="pho" in weights)
+        for label, config in configs.items():
+            problem.schedule = config.schedule(schedule)  # its own loss options; the stages are the same
+            objective = problem.objective(config.weights)
+            params = problem.start({**(init or {}), **shared.as_dict()}, photometric="pho" in config)
             clock = time.perf_counter()
             problem.landmarks(params, objective)
             refinement = problem.refine(params, objective)
@@ -242,10 +302,10 @@ def evaluate_fits(
                 done = min(start + batch_size, len(targets))
                 progress(f"{label}: {done}/{len(targets)} faces, {seconds:.1f} s")
     runs = []
-    for label, weights in configs.items():
+    for label, config in configs.items():
         out = store[label]
         runs.append(ConfigRun(
-            name=label, weights=dict(weights),
+            name=label, weights=dict(config.weights), loss_options=dict(config.loss_options),
             iou=np.concatenate(out["iou"]) if scored else None,
             labels=out["labels"],
             landmarks68=np.concatenate(out["lmk"]),
@@ -260,30 +320,55 @@ def evaluate_fits(
                       mean_groups=None if mean_groups is None else tuple(mean_groups))
 
 
-def loss_alone_configs(losses: Sequence[str], weights: Mapping[str, float] | None = None,
-                       regularize: bool = True) -> dict[str, dict[str, float]]:
-    """Each geometric loss alone (plus ``reg`` unless ``regularize`` is False), default weights from the
-    registry with ``weights`` overrides (a ``reg`` override applies to every configuration).
+def loss_variant(label: str) -> tuple[str, dict[str, object]]:
+    """A compared loss as typed → (loss name, its options): ``"prdl:min+ave"`` → ``("prdl", {"stats": ("min",
+    "ave")})`` (:data:`LOSS_VARIANTS`; choices in their canonical order), a plain name → (name, {}).
 
     Raises:
-        ValueError: an unknown or non-geometric loss, a loss listed twice, or an override for a loss not listed.
+        ValueError: options on a loss that has none, an unknown or repeated choice.
     """
-    names = [n.strip() for n in losses if n.strip()]
-    if not names:
+    name, sep, choice = label.partition(":")
+    if not sep:
+        return name, {}
+    if name not in LOSS_VARIANTS:
+        raise ValueError(f"{label!r}: {name} takes no options (only {', '.join(LOSS_VARIANTS)} here)")
+    keyword, choices = LOSS_VARIANTS[name]
+    picked = choice.split("+")
+    if any(c not in choices for c in picked) or len(set(picked)) != len(picked):
+        raise ValueError(f"{label!r}: choose among {', '.join(choices)}, each once, joined by '+' "
+                         f"(e.g. {name}:{choices[0]}+{choices[-1]})")
+    return name, {keyword: tuple(c for c in choices if c in picked)}
+
+
+def loss_alone_configs(losses: Sequence[str], weights: Mapping[str, float] | None = None,
+                       regularize: bool = True) -> dict[str, Config]:
+    """Each geometric loss alone (plus ``reg`` unless ``regularize`` is False), labelled as typed, default weights
+    from the registry with ``weights`` overrides by loss name (a ``reg`` override applies to every
+    configuration; a ``prdl`` one to every PRDL variant).  A loss may carry options (:func:`loss_variant`):
+    ``prdl:min`` fits PRDL with F = {f_min} alone.
+
+    Raises:
+        ValueError: an unknown or non-geometric loss, a bad option, a configuration listed twice, or an
+            override for a loss not listed.
+    """
+    labels = [n.strip() for n in losses if n.strip()]
+    if not labels:
         raise ValueError("no loss to compare")
-    wrong = [n for n in names if n not in GEOMETRIC_LOSSES]
+    wrong = [n for n in labels if n.partition(":")[0] not in GEOMETRIC_LOSSES]
     if wrong:
         raise ValueError(f"compare fits geometric losses alone; {wrong} is not among {', '.join(GEOMETRIC_LOSSES)}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"a loss is listed twice in {names}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"a loss is listed twice in {labels}")
+    variants = {label: loss_variant(label) for label in labels}
     overrides = dict(weights or {})
-    unknown = set(overrides) - set(names) - ({"reg"} if regularize else set())
+    unknown = set(overrides) - {name for name, _ in variants.values()} - ({"reg"} if regularize else set())
     if unknown:
         raise ValueError(f"weights given for {sorted(unknown)}, which are not compared")
     configs = {}
-    for name in names:
+    for label, (name, options) in variants.items():
         selected = [name, "reg"] if regularize else [name]
-        configs[name] = parse_losses(selected, {k: v for k, v in overrides.items() if k in selected})
+        configs[label] = Config(parse_losses(selected, {k: v for k, v in overrides.items() if k in selected}),
+                                {name: options} if options else {})
     return configs
 
 
@@ -297,7 +382,8 @@ def compare_losses(
     **options: object,
 ) -> Evaluation:
     """Each geometric loss alone (with the regulariser unless ``regularize`` is False) from the same rigid
-    start; ``options`` go to :func:`evaluate_fits` (groups, batch_size, keep_labels, ...)."""
+    start, ``losses`` as :func:`loss_alone_configs` takes them (e.g. ``["prdl:min", "prdl:max", "prdl:ave",
+    "prdl"]``); ``options`` go to :func:`evaluate_fits` (groups, batch_size, keep_labels, ...)."""
     configs = loss_alone_configs(losses, weights, regularize)
     reg = next(iter(configs.values())).get("reg")
     return evaluate_fits(pipeline, targets, configs, regularizer=reg, **options)  # type: ignore[arg-type]

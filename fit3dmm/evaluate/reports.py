@@ -1,4 +1,5 @@
-"""Reports of an evaluation: Markdown and CSV tables, per-photo figures and their grid."""
+"""Reports of an evaluation: Markdown and CSV tables (with the statistics of issue #13), per-photo figures and
+their grid."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import numpy as np
 
 from fit3dmm.evaluate.experiments import Evaluation
 from fit3dmm.evaluate.figures import compare_figure
+from fit3dmm.evaluate.statistics import LEVEL, RESAMPLES, TIE, mean_std, paired_bootstrap, win_tie_loss
 from fit3dmm.evaluate.targets import FitTarget
 from fit3dmm.io.atomic import atomic_write
 from fit3dmm.io.images import write_png
 from fit3dmm.io.tables import write_csv
 from fit3dmm.metrics.report import markdown_table
+
+REFERENCE = "prdl"
 
 
 def write_compare(
@@ -25,8 +29,9 @@ def write_compare(
     figure_rows: int = 8,
     title: str = "",
 ) -> list[Path]:
-    """Write ``table.md`` (summary and per-image tables), ``table.csv`` (summary), ``per_image.csv``, one
-    figure row per target under ``figures/`` and ``figure.png`` stacking the first ``figure_rows`` rows.
+    """Write ``table.md`` (summary, statistics (:func:`statistics_markdown`) and per-image tables),
+    ``table.csv`` (summary), ``per_image.csv``, one figure row per target under ``figures/`` and ``figure.png``
+    stacking the first ``figure_rows`` rows.
 
     Figures need the evaluation to have been run with ``keep_labels``.  Returns the written paths.
     """
@@ -49,6 +54,9 @@ def write_compare(
     text = "\n".join(header) + "\n" + markdown_table(rows, columns) + "\n"
     if failures:
         text += "\nSkipped photos: " + "; ".join(f"{k} ({v})" for k, v in failures.items()) + "\n"
+    statistics = statistics_markdown(evaluation)
+    if statistics:
+        text += "\n" + statistics + "\n"
     scores = [*evaluation.groups, "mean"] if "mean" in columns else []
     text += "\n## Per image\n\n" + markdown_table(evaluation.per_image_rows(),
                                                  ["image", "config", *scores, "status"]) + "\n"
@@ -81,3 +89,55 @@ def write_compare(
             write_png(path, grid)
             written.append(path)
     return written
+
+
+def reference_name(evaluation: Evaluation) -> str:
+    """The configuration the others are tested against: the one named ``prdl`` when present, else the first."""
+    names = [run.name for run in evaluation.runs]
+    return REFERENCE if REFERENCE in names else names[0]
+
+
+def statistics_markdown(evaluation: Evaluation) -> str:
+    """The statistics paragraphs of ``table.md`` ("" when the runs have no Part IoU), no trailing newline.
+
+    *Spread*: per configuration, per group and for the per-photo mean, "mean ± std" over photos
+    (:func:`~fit3dmm.evaluate.statistics.mean_std`, NaN regions left out, "(n = k)" when fewer than all photos
+    count).  *Paired*: per configuration other than :func:`reference_name`, over the per-photo mean IoU
+    (:meth:`Evaluation.mean_iou`), the mean difference reference − configuration with its paired bootstrap
+    interval (:func:`~fit3dmm.evaluate.statistics.paired_bootstrap`, seed 0) and the reference's
+    wins/ties/losses (:func:`~fit3dmm.evaluate.statistics.win_tie_loss`).
+    """
+    if not evaluation.runs or any(run.iou is None or not len(run.iou) for run in evaluation.runs):
+        return ""
+    scores = [*evaluation.groups, "mean"]
+    photos = len(evaluation.names)
+    spread = []
+    for run in evaluation.runs:
+        table = np.column_stack([run.iou, evaluation.mean_iou(run)])
+        row: dict[str, object] = {"config": run.name}
+        for column, mean, std, count in zip(scores, *mean_std(table), strict=True):
+            row[column] = f"{mean:.3f} ± {std:.3f}" + (f" (n = {count})" if count < photos else "")
+        spread.append(row)
+    lines = ["**Spread over photos.** Mean ± sample standard deviation (n − 1) over the photos of each region's "
+             "IoU and of the per-photo mean (as the paper's Table 1); a region absent from a photo is left out "
+             f"(n = photos counted, when fewer than all {photos}).", "", markdown_table(spread, ["config", *scores])]
+    name = reference_name(evaluation)
+    reference = evaluation.mean_iou(next(run for run in evaluation.runs if run.name == name))
+    difference, interval = f"{name} − config", f"{100 * LEVEL:g} % interval"
+    paired = []
+    others = [] if np.isnan(reference).all() else [run for run in evaluation.runs if run.name != name]
+    for run in others:  # (a NaN mean follows the targets: when the reference has none, no photo pairs)
+        other = evaluation.mean_iou(run)
+        mean, low, high = paired_bootstrap(reference, other)
+        wins, ties, losses = win_tie_loss(reference, other)
+        paired.append({"config": run.name, difference: f"{mean:+.3f}", interval: f"[{low:+.3f}, {high:+.3f}]",
+                       "wins": wins, "ties": ties, "losses": losses})
+    if paired:
+        lines += ["", f"**{name} against each configuration.** Per photo, d = {name}'s mean IoU − the "
+                  f"configuration's (same photos, same rigid start); \"{difference}\" is the mean of d over the "
+                  f"photos and \"{interval}\" its paired bootstrap percentile interval ({RESAMPLES} resamples of "
+                  "the photos with replacement, seed 0, numpy's linear quantiles; photos where either mean is NaN "
+                  "left out): an interval that excludes 0 is a difference the photo-to-photo spread does not "
+                  f"explain.  wins / ties / losses: photos where d > {TIE:g}, |d| ≤ {TIE:g}, d < −{TIE:g}.", "",
+                  markdown_table(paired, ["config", difference, interval, "wins", "ties", "losses"])]
+    return "\n".join(lines)
