@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     photos = fasseg_photos(root, args.split, args.limit)
     targets, failures = prepare_targets(photos, pipeline, fit_labels=args.targets == "labels", progress=progress_line)
     evaluation = evaluate_fits(pipeline, targets, configs, groups=FASSEG_GROUPS_BY_SIDE,
-                               mean_groups=list(FASSEG_GROUPS), batch_size=args.batch, progress=progress_line)
+                               mean_groups=list(FASSEG_GROUPS), batch_size=args.batch, scorer="raster",
+                               progress=progress_line)
     rows = evaluation.summary_rows()
     columns = evaluation.table_columns()
     seconds = time.perf_counter() - started

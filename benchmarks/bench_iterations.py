@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for label, schedule in schedules:
         pipeline.schedule = schedule
-        evaluation = evaluate_fits(pipeline, targets, configs, groups=FASSEG_GROUPS)
+        evaluation = evaluate_fits(pipeline, targets, configs, groups=FASSEG_GROUPS, scorer="raster")
         summary = evaluation.summary_rows()[0]
         rows.append({"refinement iterations": label, **{g: summary[g] for g in (*FASSEG_GROUPS, "mean")},
                      "iterations run (mean)": summary["iterations"],

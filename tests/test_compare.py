@@ -17,6 +17,7 @@ from fit3dmm.evaluate import (
     ConfigRun,
     Evaluation,
     evaluate_fits,
+    experiments,
     fasseg_photos,
     loss_alone_configs,
     prepare_targets,
@@ -24,6 +25,7 @@ from fit3dmm.evaluate import (
     write_compare,
 )
 from fit3dmm.evaluate.experiments import Config
+from fit3dmm.evaluate.render_score import NO_FACE, RenderSegmentScore, render_segment_iou
 from fit3dmm.evaluate.statistics import mean_std, paired_bootstrap, win_tie_loss
 from fit3dmm.fitting.objective import Objective
 from fit3dmm.fitting.problem import FitProblem
@@ -61,6 +63,9 @@ def test_compare_two_losses_on_one_fasseg_photo(quick_model: FaceModel, shared_d
         values = [float(row[g]) for g in FASSEG_GROUPS]
         assert all(0.0 <= v <= 1.0 for v in values)
         assert float(row["mean"]) == pytest.approx(np.mean(values))
+        raster = [float(row[f"raster_{g}"]) for g in FASSEG_GROUPS]  # the raster-label IoU beside it
+        assert all(0.0 <= v <= 1.0 for v in raster) and raster != values
+        assert float(row["raster_mean"]) == pytest.approx(np.mean(raster)) and int(row["unscored"]) == 0
         assert 1 <= float(row["iterations"]) <= 2 and int(row["images"]) == 1  # iterations run (early stop)
         # the rigid start from the landmarks already puts the model's nose on the photo's nose
         assert float(row["nose"]) > 0.4, row
@@ -69,6 +74,8 @@ def test_compare_two_losses_on_one_fasseg_photo(quick_model: FaceModel, shared_d
     assert evaluation.regularizer == reg and evaluation.runs[0].weights == {"chamfer": chamfer, "reg": reg}
     table = (tmp_path / "table.md").read_text()
     assert "| chamfer |" in table and "| icp |" in table and f"λ = {reg:g}" in table
+    assert "Main columns: Part IoU by render and segment (the paper's protocol)" in table
+    assert "| mean | raster_mean | unscored | images |" in table
     figure = tmp_path / "figure.png"
     assert figure in written and (tmp_path / "figures" / "test_1.png") in written
     from PIL import Image
@@ -110,13 +117,46 @@ def test_cli_compare_writes_tables(quick_model: FaceModel, shared_dir: Path, tmp
     root = shared_dir / FASSEG_SUBDIR
     args = ["compare", str(root / "images" / "test_2.png"), "--seg", str(root / "labels" / "test_2.png"),
             "--seg-format", "fasseg", "--losses", "icp_rev,icp", "--iterations", "2", "--rigid-iterations", "5",
-            "--model", str(SHIPPED_ICT), "--device", "cpu", "--out", str(tmp_path), "--quiet"]
+            "--model", str(SHIPPED_ICT), "--device", "cpu", "--out", str(tmp_path), "--quiet", "--scorer", "raster"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert [r["config"] for r in read_csv(tmp_path / "table.csv")] == ["icp_rev", "icp"]
     assert "| icp_rev |" in result.output
     per_image = read_csv(tmp_path / "per_image.csv")
     assert [(r["image"], r["config"]) for r in per_image] == [("test_2", "icp_rev"), ("test_2", "icp")]
+    # the raster scorer alone: today's columns, named for what they are
+    assert "raster_mean" not in per_image[0] and "unscored" not in per_image[0]
+    assert "Main columns: raster-label IoU (the model's own Algorithm 1 labels; favours point losses)" in \
+        (tmp_path / "table.md").read_text()
+
+
+def test_compare_counts_a_render_without_a_face_as_unscored(quick_model: FaceModel, shared_dir: Path,
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The second configuration's render "shows no face": a NaN row left out of the main columns, counted and
+    named per photo, while its raster-label IoU is still scored."""
+    calls: list[int] = []
+
+    def no_face_the_second_time(result, index, masks, detector, groups):
+        calls.append(index)
+        if len(calls) == 2:
+            return RenderSegmentScore(None, None, NO_FACE)
+        return render_segment_iou(result, index, masks, detector, groups)
+
+    monkeypatch.setattr(experiments, "render_segment_iou", no_face_the_second_time)
+    photos = fasseg_photos(shared_dir / FASSEG_SUBDIR, "test", limit=1)
+    evaluation, _, _ = run_compare(photos, ["chamfer", "icp"], tmp_path, model=quick_model,
+                                   schedule=Schedule(iterations=2, rigid_iterations=10), device="cpu")
+    assert calls == [0, 0]
+    scored, unscored = evaluation.runs
+    assert np.isfinite(scored.iou).all() and np.isnan(unscored.iou).all()
+    assert np.isfinite(unscored.iou_raster).all() and unscored.unscored == [NO_FACE] and scored.unscored == [""]
+    rows = read_csv(tmp_path / "table.csv")
+    assert [int(r["unscored"]) for r in rows] == [0, 1]
+    assert rows[1]["mean"] in ("", "nan") and 0.0 <= float(rows[1]["raster_mean"]) <= 1.0
+    per_image = read_csv(tmp_path / "per_image.csv")
+    assert [r["unscored"] for r in per_image] == ["", NO_FACE]
+    table = (tmp_path / "table.md").read_text()
+    assert NO_FACE in table and "against each configuration" not in table  # no photo to pair chamfer with icp
 
 
 def test_cli_compare_without_photos_runs_on_the_examples_into_compare_out(

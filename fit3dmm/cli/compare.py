@@ -58,6 +58,10 @@ def example_photos() -> list[Path]:
 @click.option("--groups", type=click.Choice(GROUP_CHOICES), default="auto", show_default=True,
               help="Scored regions: FASSEG classes (eyes, nose, mouth, skin), the same plus each eye (the mean "
                    "stays over the four classes), or every part; auto = fasseg for FASSEG labels, else parts.")
+@click.option("--scorer", type=click.Choice(["render", "raster"]), default="render", show_default=True,
+              help="Part IoU of the main columns: render = the fit rendered grey and segmented by the built-in "
+                   "segmenter (the paper's protocol; the raster-label IoU stays beside it), raster = the model's "
+                   "own part labels rasterised (favours point losses).")
 @model_option
 @schedule_options
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1, 1024),
@@ -67,7 +71,7 @@ def example_photos() -> list[Path]:
 @click.option("--figure-rows", default=8, show_default=True, type=click.IntRange(0, 1000),
               help="Photos stacked in figure.png (every photo gets figures/<name>.png).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def compare(images, out, losses, weights, no_reg, segs, seg_format, dataset, split, limit, groups, model,
+def compare(images, out, losses, weights, no_reg, segs, seg_format, dataset, split, limit, groups, scorer, model,
             rigid_iterations, lm_iterations, iterations, batch, size, device, threads, figure_rows, quiet) -> None:
     """Fit each geometric loss alone to IMAGES (or --dataset; neither: the example photos) and write Part IoU
     tables and figures."""
@@ -105,8 +109,8 @@ def compare(images, out, losses, weights, no_reg, segs, seg_format, dataset, spl
     schedule = Schedule(rigid_iterations=rigid_iterations, lm_iterations=lm_iterations, iterations=iterations)
     evaluation, written, failures = run_compare(
         photos, losses.split(","), out, model=model, weights=weights, regularize=not no_reg, schedule=schedule,
-        observe=ObserveOptions(size=size), groups=chosen, mean_groups=mean_groups, batch_size=batch, device=device,
-        figure_rows=figure_rows, progress=report)
+        observe=ObserveOptions(size=size), groups=chosen, mean_groups=mean_groups, scorer=scorer,
+        batch_size=batch, device=device, figure_rows=figure_rows, progress=report)
     click.echo(markdown_table(evaluation.summary_rows(), evaluation.table_columns()))
     if failures:
         click.echo(f"skipped {len(failures)} photo(s): " + "; ".join(f"{k} ({v})" for k, v in failures.items()))

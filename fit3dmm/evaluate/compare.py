@@ -28,6 +28,7 @@ def run_compare(
     observe: ObserveOptions | None = None,
     groups: Mapping[str, Sequence[str]] | None = None,
     mean_groups: Sequence[str] | None = None,
+    scorer: str = "render",
     batch_size: int = 1,
     device: str | torch.device | None = "auto",
     figure_rows: int = 8,
@@ -35,7 +36,8 @@ def run_compare(
 ) -> tuple[Evaluation, list[Path], dict[str, str]]:
     """Set up the pipeline (model annotated, observe path, schedule), observe the photos, fit each loss alone
     from a shared start, write the tables and figures into ``out``
-    (:func:`~fit3dmm.evaluate.reports.write_compare`).
+    (:func:`~fit3dmm.evaluate.reports.write_compare`).  ``scorer`` is the main columns' Part IoU
+    (:data:`~fit3dmm.evaluate.experiments.SCORERS`; the raster-label IoU is kept beside the render one).
 
     Returns:
         (evaluation, written paths, failures by photo name).
@@ -50,7 +52,7 @@ def run_compare(
     reg = next(iter(configs.values())).get("reg")
     evaluation = evaluate_fits(pipeline, targets, configs, groups=groups or default_groups(photos),
                                batch_size=batch_size, keep_labels=True, regularizer=reg, mean_groups=mean_groups,
-                               progress=progress)
+                               scorer=scorer, progress=progress)
     written = write_compare(evaluation, targets, out, failures=failures, figure_rows=figure_rows,
                             title=f"Each geometric loss alone ({pipeline.model.name}, {len(targets)} photos)")
     return evaluation, written, failures

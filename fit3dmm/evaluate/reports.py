@@ -18,6 +18,13 @@ from fit3dmm.io.tables import write_csv
 from fit3dmm.metrics.report import markdown_table
 
 REFERENCE = "prdl"
+SCORER_TEXT = {
+    "render": "Part IoU by render and segment (the paper's protocol): each fit rendered grey at its fitted pose in "
+              "the photo frame and segmented by the built-in segmenter",
+    "raster": "raster-label IoU (the model's own Algorithm 1 labels; favours point losses): the fitted mesh's "
+              "part labels rasterised with a hard z-buffer",
+}
+"""What the main columns of ``table.md`` are, by :attr:`Evaluation.scorer`."""
 
 
 def write_compare(
@@ -33,7 +40,8 @@ def write_compare(
     ``table.csv`` (summary), ``per_image.csv``, one figure row per target under ``figures/`` and ``figure.png``
     stacking the first ``figure_rows`` rows.
 
-    Figures need the evaluation to have been run with ``keep_labels``.  Returns the written paths.
+    Figures need the evaluation to have been run with ``keep_labels``; they show the rasterised part labels and
+    their (raster-label) IoU whatever the scorer.  Returns the written paths.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -44,8 +52,11 @@ def write_compare(
     if evaluation.regularizer is not None:
         header.append(f"Every configuration adds the coefficient regulariser reg (λ = {evaluation.regularizer:g}); "
                       "no landmark or photometric term.")
-    header += ["Part IoU of the fitted mesh's rendered part labels (hard z-buffer, photo resolution) against the "
-               "target masks; mean = mean over images of the mean over regions; iterations = refinement "
+    both = ("; raster_mean = the same mean of the raster-label IoU (the model's own Algorithm 1 labels; favours "
+            "point losses); unscored = photos whose render shows no face (left out of the main columns)"
+            if evaluation.both_scores else "")
+    header += [f"Main columns: {SCORER_TEXT[evaluation.scorer]}, at photo resolution against the target masks; "
+               f"mean = mean over images of the mean over regions{both}; iterations = refinement "
                "iterations run (mean; the refinement stops early); ms_per_face = the configuration's own "
                "stages (landmark stage and refinement) per face, median.", ""]
     for run in evaluation.runs:
@@ -58,13 +69,15 @@ def write_compare(
     if statistics:
         text += "\n" + statistics + "\n"
     scores = [*evaluation.groups, "mean"] if "mean" in columns else []
+    scores += ["raster_mean"] if "raster_mean" in columns else []
+    unscored = ["unscored"] if evaluation.both_scores else []
     text += "\n## Per image\n\n" + markdown_table(evaluation.per_image_rows(),
-                                                 ["image", "config", *scores, "status"]) + "\n"
+                                                 ["image", "config", *scores, "status", *unscored]) + "\n"
     path = out / "table.md"
     with atomic_write(path, "w") as handle:
         handle.write(text)
     written.append(path)
-    for name, table, cols in (("table.csv", rows, columns),
+    for name, table, cols in (("table.csv", rows, evaluation.table_columns(every_group=True)),
                               ("per_image.csv", evaluation.per_image_rows(), None)):
         path = out / name
         write_csv(path, table, cols or (list(table[0]) if table else []))
@@ -74,7 +87,8 @@ def write_compare(
         fig_dir.mkdir(exist_ok=True)
         stack = []
         for n, target in enumerate(targets):
-            fitted = [(r.name, r.labels[n], r.iou[n], float(evaluation.mean_iou(r)[n])) for r in evaluation.runs]
+            fitted = [(r.name, r.labels[n], r.iou_raster[n], float(evaluation.mean_iou(r, raster=True)[n]))
+                      for r in evaluation.runs]
             row = compare_figure(target.photo, target.masks, fitted, evaluation.groups)
             path = fig_dir / f"{target.name}.png"
             write_png(path, row)
@@ -102,7 +116,8 @@ def statistics_markdown(evaluation: Evaluation) -> str:
 
     *Spread*: per configuration, per group and for the per-photo mean, "mean ± std" over photos
     (:func:`~fit3dmm.evaluate.statistics.mean_std`, NaN regions left out, "(n = k)" when fewer than all photos
-    count).  *Paired*: per configuration other than :func:`reference_name`, over the per-photo mean IoU
+    count).  *Paired*: per configuration other than :func:`reference_name` (that shares a scored photo with it),
+    over the per-photo mean IoU
     (:meth:`Evaluation.mean_iou`), the mean difference reference − configuration with its paired bootstrap
     interval (:func:`~fit3dmm.evaluate.statistics.paired_bootstrap`, seed 0) and the reference's
     wins/ties/losses (:func:`~fit3dmm.evaluate.statistics.win_tie_loss`).
@@ -125,9 +140,10 @@ def statistics_markdown(evaluation: Evaluation) -> str:
     reference = evaluation.mean_iou(next(run for run in evaluation.runs if run.name == name))
     difference, interval = f"{name} − config", f"{100 * LEVEL:g} % interval"
     paired = []
-    others = [] if np.isnan(reference).all() else [run for run in evaluation.runs if run.name != name]
-    for run in others:  # (a NaN mean follows the targets: when the reference has none, no photo pairs)
+    for run in evaluation.runs:
         other = evaluation.mean_iou(run)
+        if run.name == name or np.isnan(reference + other).all():  # no pairs: NaN regions, or renders unscored
+            continue
         mean, low, high = paired_bootstrap(reference, other)
         wins, ties, losses = win_tie_loss(reference, other)
         paired.append({"config": run.name, difference: f"{mean:+.3f}", interval: f"[{low:+.3f}, {high:+.3f}]",
