@@ -257,7 +257,9 @@ def plots(names: set[str], results: Path | None = None) -> dict[str, list[str]]:
 
         with open(results / "compare.csv", newline="") as handle:
             rows = list(csv.DictReader(handle))
-        groups = [c for c in rows[0] if c not in ("config", "images", "iterations", "ms_per_face", "diverged")]
+        counts = ("config", "images", "iterations", "ms_per_face", "diverged", "unscored")
+        # the main score per region and the mean, and the raster-label mean beside it (not each raster region)
+        groups = [c for c in rows[0] if c not in counts and (not c.startswith("raster_") or c == "raster_mean")]
         path = results / "compare_part_iou.png"
         bars(rows, groups, "config", path, "FASSEG: each geometric loss alone")
         out["compare"] = [f"![Part IoU per part and loss]({_link(path, results)})"]
