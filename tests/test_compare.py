@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +26,12 @@ from fit3dmm.evaluate import (
     write_compare,
 )
 from fit3dmm.evaluate.experiments import Config
+from fit3dmm.evaluate.html_report import write_html_report
 from fit3dmm.evaluate.render_score import NO_FACE, RenderSegmentScore, render_segment_iou
 from fit3dmm.evaluate.statistics import mean_std, paired_bootstrap, win_tie_loss
 from fit3dmm.fitting.objective import Objective
 from fit3dmm.fitting.problem import FitProblem
+from fit3dmm.io.images import write_png
 from fit3dmm.io.tables import read_csv
 from fit3dmm.losses.base import Prediction
 from fit3dmm.losses.prdl import STATS, PRDLLoss
@@ -168,7 +171,7 @@ def test_cli_compare_without_photos_runs_on_the_examples_into_compare_out(
     assert result.exit_code == 0, result.output
     examples = Path(__file__).resolve().parents[1] / "examples"
     assert f"no IMAGE given: comparing on {examples / 'astronaut.jpg'}" in result.stderr
-    assert result.stdout.splitlines()[-1] == "wrote 5 files under compare-out"
+    assert result.stdout.splitlines()[-1] == "wrote 6 files under compare-out"
     assert [(r["image"], r["config"]) for r in read_csv(tmp_path / "compare-out" / "per_image.csv")] == [
         ("astronaut", "icp")]
     assert (tmp_path / "compare-out" / "figures" / "astronaut.png").is_file()
@@ -224,7 +227,8 @@ def test_write_compare_adds_the_statistics_of_issue_13_to_table_md(tmp_path: Pat
     evaluation = Evaluation(names=[f"p{n}" for n in range(5)], groups={"eyes": ("eyes",), "nose": ("nose",)},
                             runs=[_hand_run("icp", icp), _hand_run("prdl", prdl), _hand_run("chamfer", chamfer)])
     written = write_compare(evaluation, [], tmp_path)
-    assert written == [tmp_path / "table.md", tmp_path / "table.csv", tmp_path / "per_image.csv"]
+    assert written == [tmp_path / "table.md", tmp_path / "table.csv", tmp_path / "per_image.csv",
+                       tmp_path / "report.html"]
     assert list(read_csv(tmp_path / "table.csv")[0]) == evaluation.table_columns()  # the summary is unchanged
     text = (tmp_path / "table.md").read_text()
     assert text.index("| config | eyes | nose | mean | images") < text.index("**Spread over photos.**") < \
@@ -264,6 +268,126 @@ def test_write_compare_adds_the_statistics_of_issue_13_to_table_md(tmp_path: Pat
     write_compare(evaluation, [], tmp_path)
     text = (tmp_path / "table.md").read_text()
     assert "**Spread over photos.**" in text and "against each configuration" not in text
+
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+class ReportParser(HTMLParser):
+    """Checks that every non-void tag opened is closed in order; collects the links, the image sources, the
+    tables (rows of cell texts) and the figure captions' texts."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.links: list[str] = []
+        self.sources: list[str] = []
+        self.tables: list[list[list[str]]] = []
+        self.captions: list[str] = []
+        self.cell: list[str] | None = None
+        self.caption: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "a" and values.get("href"):
+            self.links.append(values["href"])
+        if tag == "img":
+            self.sources.append(values.get("src") or "")
+        if tag in VOID:
+            return
+        self.stack.append(tag)
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self.cell = []
+        elif tag == "figcaption":
+            self.caption = []
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in VOID:
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1] if self.stack else 'nothing'}")
+            return
+        self.stack.pop()
+        if tag in ("td", "th") and self.cell is not None:
+            self.tables[-1][-1].append("".join(self.cell).strip())
+            self.cell = None
+        elif tag == "figcaption" and self.caption is not None:
+            self.captions.append(" ".join(" ".join(self.caption).split()))
+            self.caption = None
+
+    def handle_data(self, data: str) -> None:
+        for part in (self.cell, self.caption):
+            if part is not None:
+                part.append(data)
+
+
+def _parse_report(path: Path) -> ReportParser:
+    parser = ReportParser()
+    parser.feed(path.read_text(encoding="utf-8"))
+    parser.close()
+    assert parser.errors == [] and parser.stack == [], (parser.errors, parser.stack)
+    return parser
+
+
+def _targets_exist(parser: ReportParser, folder: Path) -> None:
+    from urllib.parse import unquote
+
+    for reference in [*parser.links, *parser.sources]:
+        assert "://" not in reference and not reference.startswith("/"), reference  # relative: travels with it
+        assert (folder / unquote(reference)).is_file(), reference
+
+
+def test_write_compare_writes_an_html_report_of_its_tables(tmp_path: Path):
+    """Issue #13: ``report.html`` parses, shows table.csv's numbers and the statistics tables, links what exists."""
+    nan = np.nan
+    icp = np.array([[0.50, 0.80], [0.60, 0.70], [0.70, 0.90], [nan, 0.60]])
+    evaluation = Evaluation(names=["p0", "p1", "p2", "p3"], groups={"eyes": ("eyes",), "nose": ("nose",)},
+                            runs=[_hand_run("icp", icp), _hand_run("prdl <&>", icp + 0.05)], regularizer=1.0)
+    written = write_compare(evaluation, [], tmp_path, title="A & B")
+    assert written[-1] == tmp_path / "report.html"
+    parser = _parse_report(tmp_path / "report.html")
+    assert sorted(parser.links) == ["per_image.csv", "table.csv", "table.md"] and parser.sources == []
+    _targets_exist(parser, tmp_path)
+    summary, spread, paired = parser.tables
+    header, *rows = summary
+    assert header == evaluation.table_columns()
+    csv_rows = read_csv(tmp_path / "table.csv")
+    assert [row[0] for row in rows] == [r["config"] for r in csv_rows] == ["icp", "prdl <&>"]
+    for row, expected in zip(rows, csv_rows, strict=True):
+        for column, text in zip(header[1:], row[1:], strict=True):
+            assert float(text) == pytest.approx(float(expected[column]), abs=5e-4), (column, text)
+    # the statistics tables are table.md's, cell for cell
+    markdown = (tmp_path / "table.md").read_text()
+    for table, lead in ((spread, "**Spread over photos.**"), (paired, "**icp against each configuration.**")):
+        expected = _markdown_after(markdown, lead)
+        assert table == [list(expected[0]), *[list(r.values()) for r in expected]]
+
+
+def test_html_report_shows_each_photo_figure_with_its_mean_iou(tmp_path: Path):
+    icp = np.array([[0.50, 0.80], [0.60, 0.70], [0.70, 0.90]])
+    names = ["p 0", "p1", "p#2"]  # names that need quoting in a link
+    evaluation = Evaluation(names=names, groups={"eyes": ("eyes",), "nose": ("nose",)},
+                            runs=[_hand_run("icp", icp), _hand_run("prdl", icp - 0.1)])
+    (tmp_path / "figures").mkdir()
+    files = [tmp_path / "figure.png", *[tmp_path / "figures" / f"{name}.png" for name in names[::2]]]
+    for path in files:
+        write_png(path, np.full((4, 4, 3), 200, np.uint8))
+    report = write_html_report(tmp_path, evaluation, files)
+    parser = _parse_report(report)
+    assert parser.tables[0][0] == evaluation.table_columns()
+    _targets_exist(parser, tmp_path)
+    assert parser.sources == ["figure.png", "figures/p%200.png", "figures/p%232.png"]  # p1 has no figure
+    assert parser.captions[1:] == ["p 0 icp: 0.650 prdl: 0.550", "p#2 icp: 0.800 prdl: 0.700"]
 
 
 def brute_force_descriptor(points: np.ndarray, anchors: np.ndarray) -> np.ndarray:

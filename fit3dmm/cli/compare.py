@@ -40,7 +40,7 @@ def example_photos() -> list[Path]:
 @click.command()
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--out", "out", default=DEFAULT_OUT, show_default=True, type=click.Path(path_type=Path),
-              help="Output folder: table.md, table.csv, per_image.csv, figure.png, figures/.")
+              help="Output folder: table.md, table.csv, per_image.csv, figure.png, figures/, report.html.")
 @click.option("--losses", default=",".join(GEOMETRIC_LOSSES), show_default=True,
               help="Comma-separated geometric losses, each fitted alone; prdl:min, prdl:max, prdl:ave (or "
                    "joined, prdl:min+ave) fit PRDL with only those distance statistics (Fig. 10 ablation).")
@@ -70,9 +70,14 @@ def example_photos() -> list[Path]:
 @device_option
 @click.option("--figure-rows", default=8, show_default=True, type=click.IntRange(0, 1000),
               help="Photos stacked in figure.png (every photo gets figures/<name>.png).")
+@click.option("--gradients", "gradients", metavar="PART", default=None,
+              help="Also write gradients_<photo>_<PART>.png (each point loss's gradient on PART's predicted points "
+                   "at the shared start) and descriptors_<photo>_<PART>.png (PRDL's Γ(C)) for the first photo, "
+                   "e.g. --gradients nose.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def compare(images, out, losses, weights, no_reg, segs, seg_format, dataset, split, limit, groups, scorer, model,
-            rigid_iterations, lm_iterations, iterations, batch, size, device, threads, figure_rows, quiet) -> None:
+            rigid_iterations, lm_iterations, iterations, batch, size, device, threads, figure_rows, gradients,
+            quiet) -> None:
     """Fit each geometric loss alone to IMAGES (or --dataset; neither: the example photos) and write Part IoU
     tables and figures."""
     from fit3dmm.observe.image import find_images
@@ -110,7 +115,7 @@ def compare(images, out, losses, weights, no_reg, segs, seg_format, dataset, spl
     evaluation, written, failures = run_compare(
         photos, losses.split(","), out, model=model, weights=weights, regularize=not no_reg, schedule=schedule,
         observe=ObserveOptions(size=size), groups=chosen, mean_groups=mean_groups, scorer=scorer,
-        batch_size=batch, device=device, figure_rows=figure_rows, progress=report)
+        batch_size=batch, device=device, figure_rows=figure_rows, progress=report, gradients=gradients)
     click.echo(markdown_table(evaluation.summary_rows(), evaluation.table_columns()))
     if failures:
         click.echo(f"skipped {len(failures)} photo(s): " + "; ".join(f"{k} ({v})" for k, v in failures.items()))

@@ -11,9 +11,11 @@ from fit3dmm.api import ObserveOptions, Pipeline, Schedule
 from fit3dmm.defaults import DEFAULT_MODEL
 from fit3dmm.evaluate.datasets import LabelledPhoto, default_groups
 from fit3dmm.evaluate.experiments import Evaluation, Progress, evaluate_fits, loss_alone_configs
+from fit3dmm.evaluate.gradients import GRADIENT_LOSSES, write_gradient_figures
 from fit3dmm.evaluate.reports import write_compare
 from fit3dmm.evaluate.targets import prepare_targets
 from fit3dmm.models.face_model import FaceModel
+from fit3dmm.types.parts import PART_NAMES
 
 
 def run_compare(
@@ -33,11 +35,14 @@ def run_compare(
     device: str | torch.device | None = "auto",
     figure_rows: int = 8,
     progress: Progress | None = None,
+    gradients: str | None = None,
 ) -> tuple[Evaluation, list[Path], dict[str, str]]:
     """Set up the pipeline (model annotated, observe path, schedule), observe the photos, fit each loss alone
     from a shared start, write the tables and figures into ``out``
     (:func:`~fit3dmm.evaluate.reports.write_compare`).  ``scorer`` is the main columns' Part IoU
     (:data:`~fit3dmm.evaluate.experiments.SCORERS`; the raster-label IoU is kept beside the render one).
+    ``gradients`` (a part name) also writes, for the first photo, each point loss's gradient on that part at the
+    shared start and PRDL's target descriptor (:func:`~fit3dmm.evaluate.gradients.write_gradient_figures`).
 
     Returns:
         (evaluation, written paths, failures by photo name).
@@ -46,6 +51,10 @@ def run_compare(
         raise ValueError("no photo to compare on")
     configs = loss_alone_configs(losses, weights, regularize)  # validate before any slow work
     every_loss = list(dict.fromkeys(name for config in configs.values() for name in config))
+    if gradients is not None and gradients not in PART_NAMES:
+        raise ValueError(f"unknown part {gradients!r} for the gradients: choose among {', '.join(PART_NAMES)}")
+    if gradients is not None and not set(every_loss) & set(GRADIENT_LOSSES):
+        raise ValueError(f"the gradients need one of the losses {', '.join(GRADIENT_LOSSES)}")
     pipeline = Pipeline.create(model=model, losses=every_loss, schedule=schedule, observe=observe, device=device,
                                on_annotate=progress)
     targets, failures = prepare_targets(photos, pipeline, progress=progress)
@@ -55,4 +64,6 @@ def run_compare(
                                scorer=scorer, progress=progress)
     written = write_compare(evaluation, targets, out, failures=failures, figure_rows=figure_rows,
                             title=f"Each geometric loss alone ({pipeline.model.name}, {len(targets)} photos)")
+    if gradients is not None:
+        written += write_gradient_figures(pipeline, targets[0], gradients, out, every_loss)
     return evaluation, written, failures

@@ -38,7 +38,8 @@ def write_compare(
 ) -> list[Path]:
     """Write ``table.md`` (summary, statistics (:func:`statistics_markdown`) and per-image tables),
     ``table.csv`` (summary), ``per_image.csv``, one figure row per target under ``figures/`` and ``figure.png``
-    stacking the first ``figure_rows`` rows.
+    stacking the first ``figure_rows`` rows, then ``report.html`` showing them all
+    (:func:`~fit3dmm.evaluate.html_report.write_html_report`).
 
     Figures need the evaluation to have been run with ``keep_labels``; they show the rasterised part labels and
     their (raster-label) IoU whatever the scorer.  Returns the written paths.
@@ -102,6 +103,9 @@ def write_compare(
             path = out / "figure.png"
             write_png(path, grid)
             written.append(path)
+    from fit3dmm.evaluate.html_report import write_html_report  # it imports this module's tables
+
+    written.append(write_html_report(out, evaluation, written, title=title, failures=failures))
     return written
 
 
@@ -112,18 +116,26 @@ def reference_name(evaluation: Evaluation) -> str:
 
 
 def statistics_markdown(evaluation: Evaluation) -> str:
-    """The statistics paragraphs of ``table.md`` ("" when the runs have no Part IoU), no trailing newline.
+    """The statistics paragraphs of ``table.md`` ("" when the runs have no Part IoU), no trailing newline: each
+    of :func:`statistics_tables`' paragraphs followed by its Markdown table."""
+    return "\n\n".join(f"{lead}\n\n{markdown_table(rows, columns)}"
+                       for lead, rows, columns in statistics_tables(evaluation))
+
+
+def statistics_tables(evaluation: Evaluation) -> list[tuple[str, list[dict[str, object]], list[str]]]:
+    """The statistics of ``table.md`` and ``report.html`` as (paragraph in Markdown, rows, columns) per table
+    ([] when the runs have no Part IoU); the cells are already formatted strings or integers.
 
     *Spread*: per configuration, per group and for the per-photo mean, "mean ± std" over photos
     (:func:`~fit3dmm.evaluate.statistics.mean_std`, NaN regions left out, "(n = k)" when fewer than all photos
-    count).  *Paired*: per configuration other than :func:`reference_name` (that shares a scored photo with it),
-    over the per-photo mean IoU
+    count).  *Paired* (absent when no configuration pairs with the reference): per configuration other than
+    :func:`reference_name` (that shares a scored photo with it), over the per-photo mean IoU
     (:meth:`Evaluation.mean_iou`), the mean difference reference − configuration with its paired bootstrap
     interval (:func:`~fit3dmm.evaluate.statistics.paired_bootstrap`, seed 0) and the reference's
     wins/ties/losses (:func:`~fit3dmm.evaluate.statistics.win_tie_loss`).
     """
     if not evaluation.runs or any(run.iou is None or not len(run.iou) for run in evaluation.runs):
-        return ""
+        return []
     scores = [*evaluation.groups, "mean"]
     photos = len(evaluation.names)
     spread = []
@@ -133,9 +145,9 @@ def statistics_markdown(evaluation: Evaluation) -> str:
         for column, mean, std, count in zip(scores, *mean_std(table), strict=True):
             row[column] = f"{mean:.3f} ± {std:.3f}" + (f" (n = {count})" if count < photos else "")
         spread.append(row)
-    lines = ["**Spread over photos.** Mean ± sample standard deviation (n − 1) over the photos of each region's "
-             "IoU and of the per-photo mean (as the paper's Table 1); a region absent from a photo is left out "
-             f"(n = photos counted, when fewer than all {photos}).", "", markdown_table(spread, ["config", *scores])]
+    tables = [("**Spread over photos.** Mean ± sample standard deviation (n − 1) over the photos of each region's "
+               "IoU and of the per-photo mean (as the paper's Table 1); a region absent from a photo is left out "
+               f"(n = photos counted, when fewer than all {photos}).", spread, ["config", *scores])]
     name = reference_name(evaluation)
     reference = evaluation.mean_iou(next(run for run in evaluation.runs if run.name == name))
     difference, interval = f"{name} − config", f"{100 * LEVEL:g} % interval"
@@ -149,11 +161,11 @@ def statistics_markdown(evaluation: Evaluation) -> str:
         paired.append({"config": run.name, difference: f"{mean:+.3f}", interval: f"[{low:+.3f}, {high:+.3f}]",
                        "wins": wins, "ties": ties, "losses": losses})
     if paired:
-        lines += ["", f"**{name} against each configuration.** Per photo, d = {name}'s mean IoU − the "
-                  f"configuration's (same photos, same rigid start); \"{difference}\" is the mean of d over the "
-                  f"photos and \"{interval}\" its paired bootstrap percentile interval ({RESAMPLES} resamples of "
-                  "the photos with replacement, seed 0, numpy's linear quantiles; photos where either mean is NaN "
-                  "left out): an interval that excludes 0 is a difference the photo-to-photo spread does not "
-                  f"explain.  wins / ties / losses: photos where d > {TIE:g}, |d| ≤ {TIE:g}, d < −{TIE:g}.", "",
-                  markdown_table(paired, ["config", difference, interval, "wins", "ties", "losses"])]
-    return "\n".join(lines)
+        tables.append((f"**{name} against each configuration.** Per photo, d = {name}'s mean IoU − the "
+                       f"configuration's (same photos, same rigid start); \"{difference}\" is the mean of d over "
+                       f"the photos and \"{interval}\" its paired bootstrap percentile interval ({RESAMPLES} "
+                       "resamples of the photos with replacement, seed 0, numpy's linear quantiles; photos where "
+                       "either mean is NaN left out): an interval that excludes 0 is a difference the photo-to-photo "
+                       f"spread does not explain.  wins / ties / losses: photos where d > {TIE:g}, |d| ≤ {TIE:g}, "
+                       f"d < −{TIE:g}.", paired, ["config", difference, interval, "wins", "ties", "losses"]))
+    return tables
