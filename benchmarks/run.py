@@ -65,6 +65,7 @@ def steps(shared: Path, regressor: Path | None = None) -> list[Step]:
     fit_quick = ["--iterations", "10"]
     train = ["benchmarks/bench_train.py", "--regressor", str(regressor)] if regressor else ["benchmarks/bench_train.py"]
     fasseg_needs = ["datasets/fasseg-frontal/index.csv", "face-models/ict-facekit-light"]
+    compared = "prdl,softras,icp,icp_rev,chamfer,dcd,prdl:min,prdl:max,prdl:ave"  # + Fig. 10's ablation
     return [
         Step("segmentation", "Built-in segmenter vs FASSEG hand labels", ["benchmarks/bench_segmentation.py"],
              ["--limit", "10"], ["datasets/fasseg-frontal/index.csv"]),
@@ -85,7 +86,11 @@ def steps(shared: Path, regressor: Path | None = None) -> list[Step]:
              ["benchmarks/bench_fasseg.py"], ["--limit", "3", *fit_quick], fasseg_needs, json=True),
         Step("compare", "Each geometric loss alone on FASSEG (`fit3dmm compare`)",
              ["fit3dmm", "compare", "--dataset", "fasseg", str(fasseg), "--split", "test", "--figure-rows", "6",
-              "--losses", "prdl,softras,icp,icp_rev,chamfer,dcd,prdl:min,prdl:max,prdl:ave"],
+              "--losses", compared],
+             ["--limit", "3", *fit_quick], fasseg_needs),
+        Step("compare_oracle", "Each geometric loss alone on FASSEG, fitted to the hand labels (oracle targets)",
+             ["fit3dmm", "compare", "--dataset", "fasseg", str(fasseg), "--split", "test", "--figure-rows", "6",
+              "--losses", compared, "--targets", "labels"],
              ["--limit", "3", *fit_quick], fasseg_needs),
         Step("aflw", "Landmarks and pose on AFLW2000-3D (16 photos)",
              ["benchmarks/bench_aflw.py"], ["--limit", "3", *fit_quick],
@@ -166,7 +171,7 @@ def run_step(step: Step, quick: bool, shared: Path, env: dict[str, str], results
         command += ["--json", str((results / f"{step.name}.json").relative_to(REPO))]
     if step.name == "train" and "--regressor" in command:
         command += ["--results", str(results.relative_to(REPO))]
-    if step.name == "compare":
+    if step.name.startswith("compare"):
         temp = tempfile.mkdtemp(prefix="fit3dmm-compare-")
         command += ["--out", temp]
     shown = shlex.join(["python", *command] if script is not None else command)
@@ -185,7 +190,7 @@ def run_step(step: Step, quick: bool, shared: Path, env: dict[str, str], results
     text = proc.stdout.strip()
     if temp is not None:
         if proc.returncode == 0:
-            text = collect_compare(Path(temp), text, results)
+            text = collect_compare(Path(temp), text, results, step.name)
         shutil.rmtree(temp, ignore_errors=True)
     if proc.returncode != 0:
         return Outcome(step, "failed", f"failed with exit code {proc.returncode} (see the console for the "
@@ -194,24 +199,28 @@ def run_step(step: Step, quick: bool, shared: Path, env: dict[str, str], results
     return Outcome(step, status, text, seconds, shown)
 
 
-def collect_compare(out: Path, stdout: str, results: Path | None = None) -> str:
-    """Keep the compare tables and figure in ``results`` (default results/) and return the README Markdown."""
+def collect_compare(out: Path, stdout: str, results: Path | None = None, name: str = "compare") -> str:
+    """Keep the compare tables and figure in ``results`` (default results/) as ``<name>.csv``,
+    ``<name>_per_image.csv``, ``<name>.md``, ``<name>_figure.jpg``, and return the README Markdown (the table's
+    title as its first sentence: what was fitted to what)."""
     results = results or RESULTS
     results.mkdir(parents=True, exist_ok=True)
-    for name, target in (("table.csv", "compare.csv"), ("per_image.csv", "compare_per_image.csv"),
-                         ("table.md", "compare.md")):
-        if (out / name).is_file():
-            shutil.copyfile(out / name, results / target)
+    for source, target in (("table.csv", f"{name}.csv"), ("per_image.csv", f"{name}_per_image.csv"),
+                           ("table.md", f"{name}.md")):
+        if (out / source).is_file():
+            shutil.copyfile(out / source, results / target)
     if (out / "figure.png").is_file():  # photos: a ≤ 1100 px JPEG keeps the repository small
         from PIL import Image
 
         figure = Image.open(out / "figure.png").convert("RGB")
         figure.thumbnail((1100, 1100 * figure.height // figure.width), Image.LANCZOS)
-        figure.save(results / "compare_figure.jpg", quality=80)
+        figure.save(results / f"{name}_figure.jpg", quality=80)
     head = (out / "table.md").read_text().split("\n## Per image")[0] if (out / "table.md").is_file() else stdout
     lines = head.splitlines()
-    body = "\n".join(lines[2:] if lines and lines[0].startswith("# ") else lines)  # drop the title
-    per_image, figure = (_link(results / n, results) for n in ("compare_per_image.csv", "compare_figure.jpg"))
+    if lines and lines[0].startswith("# "):  # the title becomes the first sentence
+        lines = [lines[0][2:].rstrip(".") + ".", *lines[1:]]
+    body = "\n".join(lines)
+    per_image, figure = (_link(results / n, results) for n in (f"{name}_per_image.csv", f"{name}_figure.jpg"))
     return (body.strip() + f"\n\nPer-image values: [{per_image}]({per_image}); "
             "figure (first photos; fitted regions filled, target outlined in white):\n\n"
             f"![compare]({figure})")

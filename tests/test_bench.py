@@ -145,6 +145,7 @@ def test_compare_outputs_are_kept_with_a_small_figure(run_module, tmp_path: Path
     Image.fromarray(rng.integers(0, 256, (500, 2000, 3), dtype=np.uint8)).save(out / "figure.png")
     markdown = run_module.collect_compare(out, "", results)
     assert "| prdl | 0.5 |" in markdown and "## Per image" not in markdown and "# title" not in markdown
+    assert markdown.startswith("title.")
     assert Image.open(results / "compare_figure.jpg").size == (1100, 275)
     assert (results / "compare_per_image.csv").read_text().startswith("image,config")
     assert "![compare](results/kept/compare_figure.jpg)" in markdown

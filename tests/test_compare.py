@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from fit3dmm.api import Pipeline, Schedule
 from fit3dmm.cli import main
@@ -504,3 +505,37 @@ def test_compare_prdl_statistics_on_one_fasseg_photo(quick_model: FaceModel, sha
     for run in evaluation.runs:
         assert run.weights == {"prdl": loss_class("prdl").default_weight, "reg": loss_class("reg").default_weight}
         assert 0.0 <= float(np.nanmean(evaluation.mean_iou(run))) <= 1.0 and run.iterations[0] >= 1
+
+
+@pytest.mark.parametrize(("args", "fit_labels"), [
+    (["--dataset", "fasseg", "DIR"], False),                      # a labelled dataset: the segmenter's parts
+    (["--dataset", "fasseg", "DIR", "--targets", "labels"], True),  # the oracle
+    (["IMAGE", "--seg", "LABEL", "--seg-format", "fasseg"], True),  # the user's own label map is the target
+    (["IMAGE", "--seg", "LABEL", "--seg-format", "fasseg", "--targets", "segmenter"], False),
+])
+def test_compare_fits_to_the_segmenter_or_the_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args,
+                                                     fit_labels):
+    """What the losses are fitted to (issue #13: targets and scores apart), checked where the targets are made."""
+    seen = {}
+
+    def spy(photos, pipeline, *, fit_labels=True, **options):
+        seen["fit_labels"] = fit_labels
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr("fit3dmm.evaluate.compare.prepare_targets", spy)
+    monkeypatch.setattr("fit3dmm.evaluate.compare.Pipeline.create", lambda **options: None)
+    root = tmp_path / "fasseg"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images" / "test_1.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "labels" / "test_1.png")
+    (root / "index.csv").write_text("split,name,image,label,width,height\n"
+                                    "test,1,images/test_1.png,labels/test_1.png,8,8\n")
+    swap = {"DIR": str(root), "IMAGE": str(root / "images" / "test_1.png"),
+            "LABEL": str(root / "labels" / "test_1.png")}
+    result = CliRunner().invoke(main, ["compare", *[swap.get(a, a) for a in args], "--losses", "icp",
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "stopped by the test" in result.output, result.output
+    assert seen == {"fit_labels": fit_labels}
+    with pytest.raises(ValueError, match="targets_from"):
+        run_compare(fasseg_photos(root, "test"), ["icp"], tmp_path, targets_from="hand")

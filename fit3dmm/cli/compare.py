@@ -74,10 +74,14 @@ def example_photos() -> list[Path]:
               help="Also write gradients_<photo>_<PART>.png (each point loss's gradient on PART's predicted points "
                    "at the shared start) and descriptors_<photo>_<PART>.png (PRDL's Γ(C)) for the first photo, "
                    "e.g. --gradients nose.")
+@click.option("--targets", "targets_from", type=click.Choice(["segmenter", "labels"]), default=None,
+              help="What the losses are fitted to on labelled photos: the built-in segmenter's parts (what a user "
+                   "gets) or the label maps (an oracle segmentation); the score is always against the label maps. "
+                   "Default: segmenter with --dataset, labels with --seg.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def compare(images, out, losses, weights, no_reg, segs, seg_format, dataset, split, limit, groups, scorer, model,
             rigid_iterations, lm_iterations, iterations, batch, size, device, threads, figure_rows, gradients,
-            quiet) -> None:
+            targets_from, quiet) -> None:
     """Fit each geometric loss alone to IMAGES (or --dataset; neither: the example photos) and write Part IoU
     tables and figures."""
     from fit3dmm.observe.image import find_images
@@ -115,7 +119,8 @@ def compare(images, out, losses, weights, no_reg, segs, seg_format, dataset, spl
     evaluation, written, failures = run_compare(
         photos, losses.split(","), out, model=model, weights=weights, regularize=not no_reg, schedule=schedule,
         observe=ObserveOptions(size=size), groups=chosen, mean_groups=mean_groups, scorer=scorer,
-        batch_size=batch, device=device, figure_rows=figure_rows, progress=report, gradients=gradients)
+        batch_size=batch, device=device, figure_rows=figure_rows, progress=report, gradients=gradients,
+        targets_from=targets_from or ("segmenter" if dataset is not None else "labels"))
     click.echo(markdown_table(evaluation.summary_rows(), evaluation.table_columns()))
     if failures:
         click.echo(f"skipped {len(failures)} photo(s): " + "; ".join(f"{k} ({v})" for k, v in failures.items()))
